@@ -1,0 +1,237 @@
+"""``eager``: the seed's network as a PyTorch ``nn.Module``, run eagerly.
+
+Layout and dtype policy: parameters live in the module as torch tensors in the requested
+dtype (float32 or float64) on the requested device; canonical NumPy parameters map 1:1 to
+the module's ``state_dict`` (``conv1.weight`` OIHW, ``fc1.weight`` (out, in)). Inputs are
+NumPy arrays copied to the device; outputs are copied back to NumPy in the same dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from harness import Availability, Capability, NetSpec, hookimpl
+from harness.spec import SEED_SPEC
+
+try:
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+except ImportError as exc:  # pragma: no cover - torch is a hard dependency of netharness
+    torch = None  # type: ignore[assignment]
+    _TORCH_IMPORT_ERROR = str(exc)
+    nn = None  # type: ignore[assignment]
+else:
+    _TORCH_IMPORT_ERROR = ""
+
+
+_TORCH_ACTIVATIONS: dict[str, Callable[[Any], Any]] = (
+    {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid} if torch is not None else {}
+)
+
+
+class Net(nn.Module):  # type: ignore[misc,name-defined]
+    """The seed's network (section 3.1) for any valid :class:`NetSpec`, initialised as the seed does.
+
+    Modules are named after the canonical parameters, so ``state_dict()`` keys are the
+    canonical names.
+    """
+
+    def __init__(self, spec: NetSpec = SEED_SPEC) -> None:
+        super().__init__()
+        self.spec = spec
+        self.activation = _TORCH_ACTIVATIONS[spec.activation]
+        in_channels = spec.in_channels
+        for name, stage in zip(spec.conv_names, spec.conv_stages):
+            setattr(self, name, nn.Conv2d(in_channels, stage.out_channels, kernel_size=stage.kernel))
+            in_channels = stage.out_channels
+        for name, (fan_in, fan_out) in zip(spec.linear_names, spec.linear_widths):
+            setattr(self, name, nn.Linear(fan_in, fan_out))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The seed's init loop, plus zero conv biases (the spec's stated choice)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.constant_(m.bias, 0)  # type: ignore[arg-type]
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_layers(x)[self.spec.linear_names[-1]]
+
+    def forward_layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every layer's output keyed by the spec's layer names, logits last."""
+        out: dict[str, torch.Tensor] = {}
+        for name, stage in zip(self.spec.conv_names, self.spec.conv_stages):
+            x = out[name] = getattr(self, name)(x)
+            x = out[f"{name}.act"] = self.activation(x)
+            x = out[f"{name}.pool"] = F.max_pool2d(x, stage.pool)
+        x = out["flatten"] = torch.flatten(x, 1)
+        last = self.spec.linear_names[-1]
+        for name in self.spec.linear_names:
+            x = out[name] = getattr(self, name)(x)
+            if name != last:
+                x = out[f"{name}.act"] = self.activation(x)
+        return out
+
+
+TORCH_DTYPES = {"float32": "float32", "float64": "float64"}
+
+
+def torch_dtype(dtype: str) -> torch.dtype:
+    return getattr(torch, TORCH_DTYPES[dtype])
+
+
+def to_tensor(array: np.ndarray, device: str, dtype: str | None = None) -> torch.Tensor:
+    """Copy a NumPy array to ``device`` (never sharing memory with the caller's array)."""
+    tensor = torch.tensor(array, device=device)
+    return tensor if dtype is None else tensor.to(torch_dtype(dtype))
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy()
+
+
+def _grad(tensor: torch.Tensor) -> torch.Tensor:
+    assert tensor.grad is not None, "backward() left no gradient"
+    return tensor.grad
+
+
+def build_net(spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str) -> Net:
+    """A Net holding ``params`` (copied) in ``dtype`` on ``device``."""
+    spec.check_parameters(params)
+    net = Net(spec).to(device=device, dtype=torch_dtype(dtype))
+    with torch.no_grad():
+        state = {name: torch.as_tensor(np.asarray(value)) for name, value in params.items()}
+        net.load_state_dict(state)
+    return net
+
+
+def torch_loss(loss: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The spec's losses, both summed over the batch."""
+    if loss == "sse":
+        return ((logits - target) ** 2).sum()
+    return F.cross_entropy(logits, target, reduction="sum")
+
+
+def loss_target(loss: str, target: np.ndarray, device: str, dtype: str) -> torch.Tensor:
+    if loss == "sse":
+        return to_tensor(target, device, dtype)
+    return to_tensor(target.astype(np.int64), device)
+
+
+class EagerBackend:
+    """PyTorch eager mode: the reference implementation the seed describes."""
+
+    name = "eager"
+    capabilities = frozenset(Capability)
+    dtypes = ("float32", "float64")
+
+    def __init__(self) -> None:
+        self.version = f"torch {torch.__version__}" if torch is not None else "torch missing"
+        cuda = torch is not None and torch.cuda.is_available()
+        self.devices = ("cpu", "cuda") if cuda else ("cpu",)
+
+    def availability(self) -> Availability:
+        if torch is None:
+            return Availability.missing(f"torch cannot be imported: {_TORCH_IMPORT_ERROR}")
+        return Availability.ok()
+
+    # -- forward ----------------------------------------------------------------------
+
+    def forward(
+        self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
+    ) -> np.ndarray:
+        spec.check_input(x)
+        net = build_net(spec, params, device, dtype)
+        with torch.no_grad():
+            return to_numpy(net(to_tensor(x, device, dtype)))
+
+    def intermediates(
+        self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
+    ) -> dict[str, np.ndarray]:
+        spec.check_input(x)
+        net = build_net(spec, params, device, dtype)
+        with torch.no_grad():
+            return {name: to_numpy(t) for name, t in net.forward_layers(to_tensor(x, device, dtype)).items()}
+
+    # -- backward and training ------------------------------------------------------------
+
+    def gradients(
+        self,
+        spec: NetSpec,
+        params: dict[str, np.ndarray],
+        x: np.ndarray,
+        target: np.ndarray,
+        *,
+        loss: str,
+        device: str,
+        dtype: str,
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        spec.check_input(x)
+        spec.check_target(loss, target, x.shape[0])
+        net = build_net(spec, params, device, dtype)
+        inputs = to_tensor(x, device, dtype).requires_grad_(True)
+        value = torch_loss(loss, net(inputs), loss_target(loss, target, device, dtype))
+        value.backward()
+        grads = {name: to_numpy(_grad(p)) for name, p in net.named_parameters()}
+        grads["input"] = to_numpy(_grad(inputs))
+        return float(value.item()), grads
+
+    def train_step(
+        self,
+        spec: NetSpec,
+        params: dict[str, np.ndarray],
+        x: np.ndarray,
+        target: np.ndarray,
+        *,
+        loss: str,
+        lr: float,
+        device: str,
+        dtype: str,
+    ) -> dict[str, np.ndarray]:
+        spec.check_input(x)
+        spec.check_target(loss, target, x.shape[0])
+        net = build_net(spec, params, device, dtype)
+        optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+        optimizer.zero_grad()
+        torch_loss(loss, net(to_tensor(x, device, dtype)), loss_target(loss, target, device, dtype)).backward()
+        optimizer.step()
+        return {name: to_numpy(t) for name, t in net.state_dict().items()}
+
+    # -- init, activations, losses ------------------------------------------------------
+
+    def init_params(self, spec: NetSpec, *, seed: int, dtype: str) -> dict[str, np.ndarray]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = Net(spec).to(torch_dtype(dtype))
+        return {name: to_numpy(t) for name, t in net.state_dict().items()}
+
+    def activation(self, name: str, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return to_numpy(_TORCH_ACTIVATIONS[name](torch.tensor(x)))
+
+    def activation_grad(self, name: str, x: np.ndarray) -> np.ndarray:
+        inputs = torch.tensor(x, requires_grad=True)
+        _TORCH_ACTIVATIONS[name](inputs).backward(torch.ones_like(inputs))
+        assert inputs.grad is not None
+        return to_numpy(inputs.grad)
+
+    def loss(self, name: str, logits: np.ndarray, target: np.ndarray) -> float:
+        dtype = logits.dtype.name
+        with torch.no_grad():
+            return float(torch_loss(name, torch.tensor(logits), loss_target(name, target, "cpu", dtype)).item())
+
+
+@hookimpl
+def harness_backends() -> list[EagerBackend]:
+    return [EagerBackend()]

@@ -1,0 +1,34 @@
+"""netharness: a plugin-based conformance and benchmarking harness for the seed's Net."""
+
+from __future__ import annotations
+
+from harness.backend import (
+    Availability,
+    Backend,
+    Capability,
+    KnownDeviation,
+    ToleranceOverride,
+)
+from harness.errors import HarnessError, PluginError, SpecError, UsageError
+from harness.hookspecs import hookimpl
+from harness.manager import build_plugin_manager, collect_backends, load_backends
+from harness.spec import SEED_SPEC, ConvStage, NetSpec
+
+__all__ = [
+    "SEED_SPEC",
+    "Availability",
+    "Backend",
+    "Capability",
+    "ConvStage",
+    "HarnessError",
+    "KnownDeviation",
+    "NetSpec",
+    "PluginError",
+    "SpecError",
+    "ToleranceOverride",
+    "UsageError",
+    "build_plugin_manager",
+    "collect_backends",
+    "hookimpl",
+    "load_backends",
+]

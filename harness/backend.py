@@ -1,0 +1,179 @@
+"""The backend contract: what a backend declares, and the operations each capability needs.
+
+A backend is any object with the attributes of :class:`Backend`. Everything else is
+optional and tied to a declared capability: a backend that declares ``forward`` has a
+``forward`` method, one that declares ``backward`` has ``gradients``, and so on (see
+:data:`CAPABILITY_METHODS`). A NumPy-only backend simply lists ``cpu`` as its only device;
+an export-only backend declares ``forward`` and nothing else. No stubs are needed, and the
+conformance suite skips what a backend does not declare, naming the capability.
+
+Every operation takes the canonical currency and returns it:
+
+- parameters are ``dict[str, numpy.ndarray]`` keyed by :meth:`NetSpec.parameter_shapes`
+  names (``conv1.weight`` OIHW, ``fc1.weight`` as (out, in), ...);
+- inputs are NumPy arrays (N, C, H, W) of the requested dtype; outputs are NumPy arrays of
+  that same dtype, back on the host;
+- ``device`` is ``"cpu"`` or ``"cuda"``, ``dtype`` is ``"float32"`` or ``"float64"``.
+
+Optional operations, by capability:
+
+``forward``
+    ``forward(spec, params, x, *, device, dtype) -> logits (N, classes)``
+``intermediates``
+    ``intermediates(spec, params, x, *, device, dtype) -> dict[layer name, array]`` in
+    forward order, keyed by :meth:`NetSpec.layer_names` (the last entry is the logits).
+``backward``
+    ``gradients(spec, params, x, target, *, loss, device, dtype) -> (loss value, grads)``
+    where ``grads`` maps every parameter name and ``"input"`` to d loss / d that.
+``init``
+    ``init_params(spec, *, seed, dtype) -> params``: the backend's own initialiser. The
+    same seed gives the same parameters.
+``activations``
+    ``activation(name, x) -> array`` and ``activation_grad(name, x) -> array`` (the
+    elementwise derivative), for ``relu``, ``tanh`` and ``sigmoid``; same dtype and shape
+    as ``x``, which is never modified.
+``losses``
+    ``loss(name, logits, target) -> float`` for ``sse`` and ``cross_entropy`` (sums).
+``train_step``
+    ``train_step(spec, params, x, target, *, loss, lr, device, dtype) -> new params``: one
+    gradient-descent step, ``p - lr * dL/dp``. ``params`` is not modified.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from harness.errors import PluginError
+
+
+class Capability(enum.StrEnum):
+    """What a backend can do. The conformance suite checks exactly what is declared."""
+
+    FORWARD = "forward"
+    INTERMEDIATES = "intermediates"
+    BACKWARD = "backward"
+    INIT = "init"
+    ACTIVATIONS = "activations"
+    LOSSES = "losses"
+    TRAIN_STEP = "train_step"
+
+
+CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
+    Capability.FORWARD: ("forward",),
+    Capability.INTERMEDIATES: ("intermediates",),
+    Capability.BACKWARD: ("gradients",),
+    Capability.INIT: ("init_params",),
+    Capability.ACTIVATIONS: ("activation", "activation_grad"),
+    Capability.LOSSES: ("loss",),
+    Capability.TRAIN_STEP: ("train_step",),
+}
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here; ``reason`` says why not (empty when it can)."""
+
+    available: bool
+    reason: str = ""
+
+    @classmethod
+    def ok(cls) -> Availability:
+        return cls(True, "")
+
+    @classmethod
+    def missing(cls, reason: str) -> Availability:
+        return cls(False, reason)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend declares. Operations are optional; see the module docstring."""
+
+    name: str
+    """Unique, short, lower case: it is what ``--backend`` takes."""
+
+    version: str
+    """Versions of what the backend runs on, e.g. ``"torch 2.13.0"``."""
+
+    capabilities: frozenset[Capability]
+    devices: tuple[str, ...]
+    """Devices it can run on, from ``("cpu", "cuda")``."""
+
+    dtypes: tuple[str, ...]
+    """Dtypes it supports, from ``("float32", "float64")``."""
+
+    def availability(self) -> Availability:
+        """Whether it can run on this machine, and why not. Must not raise."""
+        ...
+
+
+def check_backend(backend: Any, plugin_name: str) -> None:
+    """Raise PluginError if ``backend`` does not meet the contract it declares."""
+    missing_attrs = [
+        a for a in ("name", "version", "capabilities", "devices", "dtypes", "availability") if not hasattr(backend, a)
+    ]
+    if missing_attrs:
+        raise PluginError(
+            f"plugin {plugin_name!r} returned {type(backend).__name__}, which lacks {', '.join(missing_attrs)};"
+            " see docs/writing-a-backend.md"
+        )
+    unknown = [c for c in backend.capabilities if not isinstance(c, Capability)]
+    if unknown:
+        raise PluginError(
+            f"backend {backend.name!r} (plugin {plugin_name!r}) declares unknown capabilities {unknown};"
+            f" use harness.Capability members: {', '.join(c.value for c in Capability)}"
+        )
+    for capability in backend.capabilities:
+        for method in CAPABILITY_METHODS[capability]:
+            if not callable(getattr(backend, method, None)):
+                raise PluginError(
+                    f"backend {backend.name!r} (plugin {plugin_name!r}) declares {capability.value!r}"
+                    f" but has no {method}() method; add it or drop the capability"
+                )
+    bad_devices = set(backend.devices) - {"cpu", "cuda"}
+    bad_dtypes = set(backend.dtypes) - {"float32", "float64"}
+    if bad_devices or bad_dtypes:
+        raise PluginError(
+            f"backend {backend.name!r} (plugin {plugin_name!r}) declares unknown devices {sorted(bad_devices)}"
+            f" or dtypes {sorted(bad_dtypes)}; use cpu/cuda and float32/float64"
+        )
+
+
+def supports(backend: Backend, capability: Capability | str) -> bool:
+    return Capability(capability) in backend.capabilities
+
+
+def describe_capabilities(backend: Backend) -> str:
+    return ",".join(c.value for c in Capability if c in backend.capabilities)
+
+
+@dataclass(frozen=True)
+class ToleranceOverride:
+    """A backend's request to widen the tolerance of one named check, with its reason."""
+
+    check: str
+    rtol: float
+    atol: float
+    reason: str
+    dtype: str | None = None
+    """Only for this dtype; ``None`` means every dtype."""
+
+
+@dataclass(frozen=True)
+class KnownDeviation:
+    """A check a backend is known to fail: it runs as a strict xfail with this reason."""
+
+    check: str
+    reason: str
+    dtype: str | None = None
+
+
+def as_sequence(value: Any) -> Sequence[Any]:
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)):
+        return value
+    return (value,)

@@ -1,0 +1,142 @@
+"""The ``netharness`` command line.
+
+Expected errors (bad arguments, missing files, broken plugins) print one line and exit
+non-zero; a bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness.backend import describe_capabilities
+from harness.errors import HarnessError, UsageError
+from harness.manager import load_backends
+
+EXIT_USAGE = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage, so every bad argument is one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    """List every backend with its availability, version, capabilities, devices and dtypes."""
+    registry = load_backends()
+    rows = []
+    for name, backend in registry.backends.items():
+        availability = backend.availability()
+        status = "available" if availability.available else f"unavailable: {availability.reason}"
+        rows.append(
+            (
+                name,
+                status,
+                backend.version,
+                describe_capabilities(backend),
+                ",".join(backend.devices),
+                ",".join(backend.dtypes),
+            )
+        )
+    header = ("backend", "status", "version", "capabilities", "devices", "dtypes")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    for failure in registry.failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if registry.failures else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The main job: conformance on every registered backend, results under --out."""
+    out = _writable_dir(args.out)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(_suites_dir()),
+        f"--backend={args.backend}",
+        f"--device={args.device}",
+        f"--seed={args.seed}",
+        f"--conformance-results={out / 'conformance.jsonl'}",
+        "-p",
+        "no:cacheprovider",
+        "-q" if args.quick else "-v",
+    ]
+    if args.strict_backends:
+        command.append("--strict-backends")
+    print(f"netharness: running the conformance suite -> {out / 'conformance.jsonl'}", flush=True)
+    return subprocess.call(command)
+
+
+def _suites_dir() -> Path:
+    suites = Path.cwd() / "suites"
+    if not suites.is_dir():
+        raise UsageError(f"no suites/ directory in {Path.cwd()}; run netharness from the netharness checkout")
+    return suites
+
+
+def _writable_dir(path: str) -> Path:
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".netharness-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to output directory {directory}: {exc.strerror or exc}") from None
+    return directory
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="netharness", description="Conformance and benchmarks for the seed's Net.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    sub.required = True
+
+    backends = sub.add_parser("backends", help="list backends, their availability and capabilities")
+    backends.set_defaults(func=cmd_backends)
+
+    run = sub.add_parser("run", help="run conformance (and benchmarks) on every backend and write the report")
+    run.add_argument(
+        "--out", default="netharness-report", metavar="DIR", help="output directory (default: netharness-report)"
+    )
+    run.add_argument("--backend", default="all", metavar="NAME[,NAME...]", help="backends to run (default: all)")
+    run.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default: cpu)")
+    run.add_argument("--seed", default=0, type=_non_negative_int, metavar="INT", help="seed (default: 0)")
+    run.add_argument("--quick", action="store_true", help="a short smoke run")
+    run.add_argument("--strict-backends", action="store_true", help="fail on unavailable backends")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}")
+    return number
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
+    except HarnessError as exc:
+        print(f"netharness: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("netharness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

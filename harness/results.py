@@ -1,0 +1,119 @@
+"""The conformance results file: one JSON line per backend x check x config.
+
+Each record is written and flushed as soon as its test finishes, so an interrupted run
+keeps everything that already finished. The first line describes the run; a run that did
+not reach its end has no ``run_end`` line, which readers report as partial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+SCHEMA = "netharness.conformance/1"
+
+
+@dataclass
+class Measurement:
+    """One comparison inside a check: how far the backend was from the reference."""
+
+    what: str
+    max_abs_error: float
+    max_rel_error: float
+    rtol: float
+    atol: float
+    headroom: float
+    """tolerance / observed error: above 1 passes; infinity for an exact match."""
+    tolerance_reason: str = "default"
+    mismatched: int = 0
+    total: int = 0
+
+
+@dataclass
+class CheckRecord:
+    backend: str
+    check: str
+    config: str
+    dtype: str
+    device: str
+    outcome: str
+    test_id: str
+    seed: int
+    reason: str = ""
+    duration_s: float = 0.0
+    measurements: list[Measurement] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        worst = min(self.measurements, key=lambda m: m.headroom, default=None)
+        record = asdict(self)
+        record["kind"] = "check"
+        record.update(
+            max_abs_error=worst.max_abs_error if worst else None,
+            max_rel_error=worst.max_rel_error if worst else None,
+            rtol=worst.rtol if worst else None,
+            atol=worst.atol if worst else None,
+            headroom=worst.headroom if worst else None,
+            tolerance_reason=worst.tolerance_reason if worst else "",
+        )
+        return record
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "node": platform.node(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=cwd, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+class ResultsWriter:
+    """Appends records to a JSON-lines file, flushing each one to disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO | None = path.open("w", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            return
+        self._file.write(json.dumps(record, default=_jsonable, allow_nan=True) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def start(self, **info: Any) -> None:
+        self.write({"kind": "run_start", "schema": SCHEMA, "time": time.time(), "machine": machine_info(), **info})
+
+    def finish(self, **info: Any) -> None:
+        self.write({"kind": "run_end", "time": time.time(), **info})
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

@@ -1,0 +1,1 @@
+"""netharness reports: benchmark and conformance results gathered into CSV, HTML and Markdown."""

@@ -1,0 +1,160 @@
+"""The pytest plugin, run the way users run it: pytest in a subprocess, real entry points."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE_BACKEND, ROOT, install_plugin
+
+SUITES = ROOT / "suites"
+SHAPES = SUITES / "test_forward_shapes.py"
+
+UNAVAILABLE_PLUGIN = """
+from harness import Availability, Capability, hookimpl
+
+class Sleepy:
+    name = "sleepy"
+    version = "0"
+    capabilities = frozenset({Capability.FORWARD})
+    devices = ("cpu",)
+    dtypes = ("float32",)
+    def availability(self):
+        return Availability.missing("the sleepy runtime is not installed")
+    def forward(self, spec, params, x, *, device, dtype):
+        raise AssertionError("never called")
+
+@hookimpl
+def harness_backends():
+    return [Sleepy()]
+"""
+
+
+def run(pytester: pytest.Pytester, site: Path | None, *args: str) -> pytest.RunResult:
+    """Run pytest in a subprocess with eager as the only built-in backend, to keep it fast."""
+    pytester._monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", "compile,numpy,onnx")
+    if site is not None:
+        pytester._monkeypatch.setenv("PYTHONPATH", f"{site}:{ROOT}")
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"), *args
+    )
+
+
+def test_help_lists_options_with_defaults(pytester: pytest.Pytester) -> None:
+    result = run(pytester, None, "--help")
+    result.stdout.fnmatch_lines(
+        [
+            "netharness conformance and benchmarks:",
+            "*--backend=NAME*",
+            "*(default: all registered backends)*",
+            "*--device=cpu|cuda*(default: cpu)*",
+            "*--seed=INT*",
+            "*--strict-backends*",
+        ]
+    )
+
+
+def test_unknown_backend_is_a_usage_error_listing_valid_names(pytester: pytest.Pytester) -> None:
+    result = run(pytester, None, str(SHAPES), "--backend=nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: unknown backend 'nope' for --backend; valid names: all, eager*"])
+
+
+@pytest.mark.parametrize("option", ["--device=tpu", "--seed=-3", "--seed=x", "--backend="])
+def test_bad_options_are_usage_errors(pytester: pytest.Pytester, option: str) -> None:
+    result = run(pytester, None, str(SHAPES), option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert len([line for line in result.stderr.lines if line.startswith("ERROR")]) == 1
+
+
+def test_ids_read_well_and_seed_is_in_the_header(pytester: pytest.Pytester) -> None:
+    result = run(pytester, None, str(SHAPES), "--backend=eager", "--seed=17", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(
+        ["*test_output_shape[[]eager-float32-batch7[]]", "*test_output_shape[[]eager-float64-batch64[]]"]
+    )
+    header = run(pytester, None, str(SHAPES), "--backend=eager", "--seed=17", "--collect-only")
+    header.stdout.fnmatch_lines(["netharness: seed=17 device=cpu*", "*backend eager (torch *): available"])
+
+
+def test_unavailable_backend_is_skipped_with_reason_or_failed_when_strict(
+    pytester: pytest.Pytester, fake_site: Path
+) -> None:
+    install_plugin(fake_site, "sleepy-dist", "sleepy_backend", UNAVAILABLE_PLUGIN, "sleepy")
+    args = (str(SHAPES), "--backend=sleepy", "-k", "test_output_shape and batch1", "-rs")
+    lenient = run(pytester, fake_site, *args)
+    assert lenient.ret == 0
+    lenient.stdout.fnmatch_lines(["*backend 'sleepy' is not available: the sleepy runtime is not installed*"])
+    strict = run(pytester, fake_site, *args, "--strict-backends")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["*not available: the sleepy runtime is not installed (--strict-backends)*"])
+
+
+def test_plugin_that_fails_to_import_is_reported_and_others_run(pytester: pytest.Pytester, fake_site: Path) -> None:
+    install_plugin(fake_site, "broken-dist", "broken_backend", "import no_such_runtime\n", "broken")
+    args = (str(SHAPES), str(SUITES / "test_plugins.py"), "--backend=eager", "-k", "batch1 or plugin", "-rs")
+    lenient = run(pytester, fake_site, *args)
+    lenient.stdout.fnmatch_lines(["*plugin 'broken' failed: ModuleNotFoundError: No module named 'no_such_runtime'*"])
+    lenient.assert_outcomes(passed=lenient.parseoutcomes()["passed"], skipped=1)
+    assert lenient.ret == 0
+    strict = run(pytester, fake_site, *args, "--strict-backends")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["*test_plugin_loaded[[]broken[]]*", "*No module named*(--strict-backends)"])
+    assert strict.parseoutcomes()["passed"] >= 2  # eager still ran
+
+
+def test_third_party_backend_from_the_docs_passes_the_shape_suite(
+    pytester: pytest.Pytester, fake_site: Path, tmp_path: Path
+) -> None:
+    """The exact example of docs/writing-a-backend.md, found through its entry point."""
+    source = (EXAMPLE_BACKEND / "netharness_example_backend.py").read_text()
+    entry = (EXAMPLE_BACKEND / "pyproject.toml").read_text().split('[project.entry-points."netharness.backends"]')[1]
+    entry_name, module = (part.strip().strip('"') for part in entry.strip().splitlines()[0].split("="))
+    install_plugin(fake_site, "netharness-example-backend", module, source, entry_name)
+    results = tmp_path / "results.jsonl"
+    result = run(
+        pytester,
+        fake_site,
+        str(SUITES),
+        "--backend=functional",
+        "--strict-backends",
+        f"--conformance-results={results}",
+        "-rs",
+    )
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*backend functional (torch *): available*"])
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    checks = [r for r in records if r["kind"] == "check"]
+    assert {r["backend"] for r in checks} == {"functional"}
+    assert any(r["outcome"] == "passed" and r["check"] == "output_shape" for r in checks)
+    skipped = [r for r in checks if r["outcome"] == "skipped"]
+    assert all("does not declare capability" in r["reason"] for r in skipped)
+
+
+def test_results_file_has_one_record_per_test(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    results = tmp_path / "out" / "c.jsonl"
+    result = run(
+        pytester,
+        None,
+        str(SHAPES),
+        "--backend=eager",
+        "-k",
+        "test_output_shape and not variants",
+        f"--conformance-results={results}",
+    )
+    assert result.ret == 0
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert lines[0]["kind"] == "run_start" and lines[0]["seed"] == 0
+    assert lines[-1]["kind"] == "run_end" and lines[-1]["interrupted"] is False
+    checks = [r for r in lines if r["kind"] == "check"]
+    assert sorted(r["config"] for r in checks) == sorted(
+        f"{d}-batch{b}" for d in ("float32", "float64") for b in (1, 2, 7, 64)
+    )
+
+
+def test_example_backend_docs_stay_in_sync() -> None:
+    doc = (ROOT / "docs" / "writing-a-backend.md").read_text()
+    toml = (EXAMPLE_BACKEND / "pyproject.toml").read_text()
+    assert '[project.entry-points."netharness.backends"]\nfunctional = "netharness_example_backend"' in doc
+    assert '[project.entry-points."netharness.backends"]\nfunctional = "netharness_example_backend"' in toml
