@@ -130,7 +130,11 @@ def loss_target(loss: str, target: np.ndarray, device: str, dtype: str) -> torch
 
 
 class EagerBackend:
-    """PyTorch eager mode: the reference implementation the seed describes."""
+    """PyTorch eager mode: the reference implementation the seed describes.
+
+    One Net per (spec, device, dtype) is kept and given each call's parameters by copying
+    them in, so a call does not pay for constructing and initialising a module.
+    """
 
     name = "eager"
     capabilities = frozenset(Capability)
@@ -140,6 +144,20 @@ class EagerBackend:
         self.version = f"torch {torch.__version__}" if torch is not None else "torch missing"
         cuda = torch is not None and torch.cuda.is_available()
         self.devices = ("cpu", "cuda") if cuda else ("cpu",)
+        self._nets: dict[tuple[NetSpec, str, str], Net] = {}
+
+    def _net(self, spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str) -> Net:
+        """The cached Net for this configuration, holding a copy of ``params`` and no gradients."""
+        spec.check_parameters(params)
+        key = (spec, device, dtype)
+        if key not in self._nets:
+            self._nets[key] = Net(spec).to(device=device, dtype=torch_dtype(dtype))
+        net = self._nets[key]
+        with torch.no_grad():
+            for name, tensor in net.named_parameters():
+                tensor.copy_(torch.as_tensor(np.asarray(params[name])))
+                tensor.grad = None
+        return net
 
     def availability(self) -> Availability:
         if torch is None:
@@ -152,7 +170,7 @@ class EagerBackend:
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> np.ndarray:
         spec.check_input(x)
-        net = build_net(spec, params, device, dtype)
+        net = self._net(spec, params, device, dtype)
         with torch.no_grad():
             return to_numpy(net(to_tensor(x, device, dtype)))
 
@@ -160,7 +178,7 @@ class EagerBackend:
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> dict[str, np.ndarray]:
         spec.check_input(x)
-        net = build_net(spec, params, device, dtype)
+        net = self._net(spec, params, device, dtype)
         with torch.no_grad():
             return {name: to_numpy(t) for name, t in net.forward_layers(to_tensor(x, device, dtype)).items()}
 
@@ -179,11 +197,11 @@ class EagerBackend:
     ) -> tuple[float, dict[str, np.ndarray]]:
         spec.check_input(x)
         spec.check_target(loss, target, x.shape[0])
-        net = build_net(spec, params, device, dtype)
+        net = self._net(spec, params, device, dtype)
         inputs = to_tensor(x, device, dtype).requires_grad_(True)
         value = torch_loss(loss, net(inputs), loss_target(loss, target, device, dtype))
         value.backward()
-        grads = {name: to_numpy(_grad(p)) for name, p in net.named_parameters()}
+        grads = {name: to_numpy(_grad(p)).copy() for name, p in net.named_parameters()}
         grads["input"] = to_numpy(_grad(inputs))
         return float(value.item()), grads
 
@@ -201,12 +219,12 @@ class EagerBackend:
     ) -> dict[str, np.ndarray]:
         spec.check_input(x)
         spec.check_target(loss, target, x.shape[0])
-        net = build_net(spec, params, device, dtype)
+        net = self._net(spec, params, device, dtype)
         optimizer = torch.optim.SGD(net.parameters(), lr=lr)
         optimizer.zero_grad()
         torch_loss(loss, net(to_tensor(x, device, dtype)), loss_target(loss, target, device, dtype)).backward()
         optimizer.step()
-        return {name: to_numpy(t) for name, t in net.state_dict().items()}
+        return {name: to_numpy(t).copy() for name, t in net.state_dict().items()}  # the cached net lives on
 
     # -- init, activations, losses ------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness import oracle
 from harness.backend import (
     Availability,
     Backend,
@@ -31,4 +32,5 @@ __all__ = [
     "collect_backends",
     "hookimpl",
     "load_backends",
+    "oracle",
 ]

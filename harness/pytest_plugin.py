@@ -7,7 +7,6 @@ in any directory once netharness is installed.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -291,6 +290,9 @@ class Checker:
         self.request = request
         self.state = harness_state(request.config)
         self.measurements: list[Measurement] = []
+        # Shared with the test's report, which pytest builds right after the call.
+        self._recorded: list[dict[str, Any]] = []
+        request.node.user_properties.append((f"{META}.measurements", self._recorded))
         callspec = getattr(request.node, "callspec", None)
         self.backend_name: str = callspec.params.get("backend", "") if callspec else ""
         self.dtype: str = callspec.params.get("dtype", "float64") if callspec else "float64"
@@ -311,13 +313,17 @@ class Checker:
         """Assert ``actual`` matches ``expected``; ``layers`` = (backend's, reference's) intermediates."""
         tol = tolerance or self.tolerance()
         measurement, failure = compare(what, actual, expected, tol)
-        self.measurements.append(measurement)
+        self.record(measurement)
         if failure:
             if layers is not None:
                 divergent = first_divergent_layer(layers[0], layers[1], tol)
                 failure += f"; first divergent layer: {divergent or 'none (only the output differs)'}"
             raise ConformanceError(f"{failure}\n  reproduce: {self.reproduce()}")
         return measurement
+
+    def record(self, measurement: Measurement) -> None:
+        self.measurements.append(measurement)
+        self._recorded.append(asdict(measurement))
 
     def fail(self, message: str) -> None:
         raise ConformanceError(f"{message}\n  reproduce: {self.reproduce()}")
@@ -331,11 +337,9 @@ class Checker:
 
 
 @pytest.fixture
-def conformance(request: pytest.FixtureRequest) -> Iterator[Checker]:
+def conformance(request: pytest.FixtureRequest) -> Checker:
     """Compare against the oracle; every measurement goes into the results file."""
-    checker = Checker(request)
-    yield checker
-    request.node.user_properties.append((f"{META}.measurements", [asdict(m) for m in checker.measurements]))
+    return Checker(request)
 
 
 # -- results ----------------------------------------------------------------------------------

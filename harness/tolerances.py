@@ -39,3 +39,8 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
 
 def default_tolerance(check: str, dtype: str) -> Tolerance:
     return TOLERANCES.get((check, dtype)) or TOLERANCES[("*", dtype)]
+
+
+# Activation values are compared elementwise in units in the last place of the backend's
+# dtype, against the float64 oracle: a correctly rounded result is within 0.5 ulp.
+ULP_TOLERANCES: dict[str, float] = {"float32": 8.0, "float64": 8.0}

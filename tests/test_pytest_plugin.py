@@ -158,3 +158,36 @@ def test_example_backend_docs_stay_in_sync() -> None:
     toml = (EXAMPLE_BACKEND / "pyproject.toml").read_text()
     assert '[project.entry-points."netharness.backends"]\nfunctional = "netharness_example_backend"' in doc
     assert '[project.entry-points."netharness.backends"]\nfunctional = "netharness_example_backend"' in toml
+
+
+DEVIATING_PLUGIN = """
+from harness import KnownDeviation, ToleranceOverride, hookimpl
+
+@hookimpl
+def harness_known_deviations(backend):
+    if backend.name != "eager":
+        return []
+    return [KnownDeviation(check="forward_values", reason="stale entry: it passes", dtype="float64")]
+
+@hookimpl
+def harness_tolerance_overrides(backend):
+    if backend.name != "eager":
+        return []
+    return [ToleranceOverride(check="forward_values", rtol=1e-2, atol=1e-3, dtype="float32", reason="uses TF32")]
+"""
+
+
+def test_known_deviation_that_passes_fails_and_overrides_are_recorded(
+    pytester: pytest.Pytester, fake_site: Path, tmp_path: Path
+) -> None:
+    install_plugin(fake_site, "deviating-dist", "deviating_plugin", DEVIATING_PLUGIN, "deviating")
+    results = tmp_path / "r.jsonl"
+    args = (str(SUITES / "test_forward_values.py"), "--backend=eager", "-k", "test_forward_values and batch1")
+    result = run(pytester, fake_site, *args, f"--conformance-results={results}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*XPASS(strict)*known deviation: stale entry: it passes*"])
+    records = {r["config"]: r for r in map(json.loads, results.read_text().splitlines()) if r["kind"] == "check"}
+    assert records["float64-batch1"]["outcome"] == "failed"
+    assert records["float32-batch1"]["outcome"] == "passed"
+    assert records["float32-batch1"]["tolerance_reason"] == "uses TF32"
+    assert records["float32-batch1"]["rtol"] == 1e-2

@@ -1,0 +1,86 @@
+"""Random inputs, parameters and targets for checks and benchmarks, from a seeded generator.
+
+Arrays are drawn in float64 and rounded once to the requested dtype; the oracle is then fed
+the rounded values (cast back to float64), so a comparison measures only the backend's
+arithmetic, never the rounding of its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness.spec import NetSpec
+
+
+def random_params(spec: NetSpec, rng: np.random.Generator, dtype: str = "float64") -> dict[str, np.ndarray]:
+    """Parameters on the init scheme's scale (weights ~ N(0, 2/fan_in)), with non-zero biases.
+
+    Biases are drawn too, so a backend that drops or misplaces a bias cannot pass.
+    """
+    params: dict[str, np.ndarray] = {}
+    for name, shape in spec.parameter_shapes().items():
+        if name.endswith(".weight"):
+            fan_in, _ = spec.fans(name)
+            params[name] = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape).astype(dtype)
+        else:
+            params[name] = rng.normal(0.0, 0.1, shape).astype(dtype)
+    return params
+
+
+def random_images(spec: NetSpec, batch: int, rng: np.random.Generator, dtype: str = "float64") -> np.ndarray:
+    return rng.standard_normal((batch, spec.in_channels, spec.height, spec.width)).astype(dtype)
+
+
+def random_target(spec: NetSpec, loss: str, batch: int, rng: np.random.Generator, dtype: str = "float64") -> np.ndarray:
+    """Integer labels for cross_entropy, a float (N, classes) array for sse."""
+    if loss == "cross_entropy":
+        return rng.integers(0, spec.num_classes, size=batch).astype(np.int64)
+    return rng.standard_normal((batch, spec.num_classes)).astype(dtype)
+
+
+def as_float64(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: value.astype(np.float64) for name, value in params.items()}
+
+
+def kink_margin(spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray) -> float:
+    """How far, relative to each layer's scale, the data lies from the network's kinks.
+
+    ReLU is not differentiable at 0 and max pooling switches its winner where a window's two
+    largest values meet. A float32 backend that lands on the other side of a kink than the
+    float64 oracle routes a whole gradient differently, so gradient checks use data whose
+    margin exceeds the float32 rounding error.
+    """
+    from harness import oracle  # the oracle is only needed here; keep testdata importable alone
+
+    layers = oracle.forward_layers(spec, as_float64(params), x.astype(np.float64))
+    margins = [np.inf]
+    if spec.activation == "relu":
+        pre_activation = [*spec.conv_names, *spec.linear_names[:-1]]
+        margins += [float(np.min(np.abs(layers[n])) / np.max(np.abs(layers[n]))) for n in pre_activation]
+    for name, stage in zip(spec.conv_names, spec.conv_stages):
+        act = layers[f"{name}.act"]
+        k = stage.pool
+        n, c, h, w = act.shape
+        windows = act[:, :, : h // k * k, : w // k * k].reshape(n, c, h // k, k, w // k, k)
+        windows = windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, k * k)
+        top_two = np.sort(windows, axis=-1)[..., -2:]
+        gaps = top_two[..., 1] - top_two[..., 0]
+        scale = float(np.max(np.abs(act))) or 1.0
+        # ReLU zeros tie harmlessly: their gradient is zero whichever wins.
+        gaps = np.where(top_two[..., 1] <= 0, np.inf, gaps)
+        margins.append(float(np.min(gaps)) / scale)
+    return min(margins)
+
+
+def data_away_from_kinks(
+    spec: NetSpec, batch: int, rng: np.random.Generator, dtype: str, min_margin: float = 2e-6, attempts: int = 100
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Draw parameters and images until every kink is at least ``min_margin`` away (deterministic for a seed)."""
+    for _ in range(attempts):
+        params = random_params(spec, rng, dtype)
+        x = random_images(spec, batch, rng, dtype)
+        if kink_margin(spec, params, x) >= min_margin:
+            return params, x
+    raise RuntimeError(f"no data {min_margin} away from every kink in {attempts} draws; lower min_margin")

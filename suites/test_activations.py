@@ -1,0 +1,156 @@
+"""Activations and their derivatives: values, edge cases, properties, dtype and shape.
+
+The seed's formulas (section 3.4): sigmoid 1/(1+e^-x), tanh (e^x-e^-x)/(e^x+e^-x),
+ReLU max(0, x). Derivatives: s(1-s), 1-t^2, and 1 for x > 0 else 0 (relu'(0) = 0).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from harness import oracle
+from harness.backend import Backend
+from harness.pytest_plugin import Checker
+from harness.results import Measurement
+from harness.tolerances import ULP_TOLERANCES
+
+NAMES = [pytest.param(name, id=name) for name in ("sigmoid", "tanh", "relu")]
+
+
+def grid(dtype: str) -> np.ndarray:
+    """Dense near 0, spread out to where the functions saturate; both signs, exact zeros."""
+    x = np.concatenate([np.linspace(-20, 20, 4001), np.geomspace(1e-30, 80, 500), -np.geomspace(1e-30, 80, 500)])
+    return x.astype(dtype)
+
+
+def ulp_error(actual: np.ndarray, expected: np.ndarray, dtype: str) -> np.ndarray:
+    """|actual - expected| in units of the dtype's spacing at the expected value."""
+    rounded = expected.astype(dtype)
+    spacing = np.spacing(np.abs(rounded)).astype(np.float64)
+    return np.abs(actual.astype(np.float64) - expected) / spacing
+
+
+@pytest.mark.requires("activations")
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_values(backend: Backend, dtype: str, name: str, conformance: Checker) -> None:
+    """Values against the oracle, measured in ULPs of the backend's dtype."""
+    x = grid(dtype)
+    actual = backend.activation(name, x)
+    expected = oracle.activation(name, x.astype(np.float64))
+    ulps = ulp_error(actual, expected, dtype)
+    worst = int(np.argmax(ulps))
+    conformance.record(
+        Measurement(
+            what=f"{name} ulps",
+            max_abs_error=float(np.max(np.abs(actual - expected))),
+            max_rel_error=float(ulps[worst]),
+            rtol=ULP_TOLERANCES[dtype],
+            atol=0.0,
+            headroom=ULP_TOLERANCES[dtype] / ulps[worst] if ulps[worst] > 0 else np.inf,
+            tolerance_reason=f"{ULP_TOLERANCES[dtype]:g} ulp",
+            mismatched=int(np.sum(ulps > ULP_TOLERANCES[dtype])),
+            total=x.size,
+        )
+    )
+    if ulps[worst] > ULP_TOLERANCES[dtype]:
+        conformance.fail(
+            f"{name}({x[worst]!r}) = {actual[worst]!r}, expected {expected[worst]!r}: {ulps[worst]:.1f} ulp "
+            f"(tolerance {ULP_TOLERANCES[dtype]:g} ulp;"
+            f" {int(np.sum(ulps > ULP_TOLERANCES[dtype]))}/{x.size} points over)"
+        )
+
+
+@pytest.mark.requires("activations")
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_derivatives(backend: Backend, dtype: str, name: str, conformance: Checker) -> None:
+    x = grid(dtype)
+    conformance.close(f"{name}'", backend.activation_grad(name, x), oracle.activation_grad(name, x.astype(np.float64)))
+
+
+INF = np.inf
+# (x, f(x)) and (x, f'(x)) pairs; lists, not dicts, because 0.0 == -0.0 as a key.
+EDGES = {
+    "sigmoid": [(0.0, 0.5), (-0.0, 0.5), (INF, 1.0), (-INF, 0.0), (1e4, 1.0), (-1e4, 0.0)],
+    "tanh": [(0.0, 0.0), (-0.0, -0.0), (INF, 1.0), (-INF, -1.0), (1e4, 1.0), (-1e4, -1.0)],
+    "relu": [(0.0, 0.0), (INF, INF), (-INF, 0.0), (1e4, 1e4), (-1e4, 0.0)],
+}
+EDGE_GRADS = {
+    "sigmoid": [(INF, 0.0), (-INF, 0.0), (1e4, 0.0), (-1e4, 0.0), (0.0, 0.25)],
+    "tanh": [(INF, 0.0), (-INF, 0.0), (1e4, 0.0), (-1e4, 0.0), (0.0, 1.0)],
+    "relu": [(INF, 1.0), (-INF, 0.0), (1e4, 1.0), (-1e4, 0.0), (0.0, 0.0)],
+}
+
+
+@pytest.mark.requires("activations")
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_edge_cases(backend: Backend, dtype: str, name: str, conformance: Checker) -> None:
+    """±0, large ±x, ±inf and NaN: exact limits, NaN propagates, no overflow warning or exception.
+
+    A naive ``1/(1+exp(-x))`` overflows at x = -1e4 and fails here. The sign of tanh's zero
+    is checked (tanh is odd); relu(-0) may be either zero.
+    """
+    big = float(np.finfo(dtype).max)
+    cases = [*EDGES[name], (big, big if name == "relu" else 1.0), (-big, -1.0 if name == "tanh" else 0.0)]
+    x = np.array([point for point, _ in cases] + [np.nan], dtype=dtype)
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        try:
+            values = backend.activation(name, x)
+            grads = backend.activation_grad(
+                name, np.array([point for point, _ in EDGE_GRADS[name]] + [np.nan], dtype=dtype)
+            )
+        except (FloatingPointError, RuntimeWarning, OverflowError) as exc:
+            conformance.fail(f"{name} raised or warned on extreme inputs {x.tolist()}: {type(exc).__name__}: {exc}")
+            return
+    for (point, expected), got in zip(cases, values[:-1].tolist()):
+        if got != expected or (name == "tanh" and np.signbit(got) != np.signbit(expected)):
+            conformance.fail(f"{name}({point!r}) = {got!r}, expected {expected!r}")
+    if not np.isnan(values[-1]):
+        conformance.fail(f"{name}(nan) = {values[-1]!r}: NaN must propagate, not be swallowed")
+    if name != "relu" and not np.isnan(grads[-1]):
+        conformance.fail(f"{name}'(nan) = {grads[-1]!r}: NaN must propagate")
+    for (point, expected), got in zip(EDGE_GRADS[name], grads[:-1].tolist()):
+        if got != expected:
+            conformance.fail(f"{name}'({point!r}) = {got!r}, expected {expected!r}")
+
+
+@pytest.mark.requires("activations")
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_properties(backend: Backend, dtype: str, name: str, conformance: Checker) -> None:
+    """Range, monotonicity, sigma(x) + sigma(-x) = 1, tanh odd, relu the identity for x > 0."""
+    x = np.sort(grid(dtype))
+    y = backend.activation(name, x)
+    if np.any(np.diff(y) < 0):
+        i = int(np.argmax(np.diff(y) < 0))
+        conformance.fail(f"{name} is not monotonic: f({x[i]!r}) = {y[i]!r} > f({x[i + 1]!r}) = {y[i + 1]!r}")
+    low, high = {"sigmoid": (0, 1), "tanh": (-1, 1), "relu": (0, np.inf)}[name]
+    if np.any(y < low) or np.any(y > high):
+        conformance.fail(f"{name} leaves its range [{low}, {high}]: min {y.min()!r}, max {y.max()!r}")
+    mirrored = backend.activation(name, -x)
+    if name == "sigmoid":
+        conformance.close("sigmoid(x) + sigmoid(-x) - 1", y.astype(np.float64) + mirrored, np.ones_like(y, np.float64))
+    elif name == "tanh" and not np.array_equal(mirrored, -y):
+        conformance.fail("tanh is not odd: tanh(-x) != -tanh(x)")
+    elif name == "relu" and not np.array_equal(y[x > 0], x[x > 0]):
+        conformance.fail("relu(x) != x for some x > 0")
+
+
+@pytest.mark.requires("activations")
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_preserves_dtype_shape_and_input(
+    backend: Backend, dtype: str, name: str, conformance: Checker
+) -> None:
+    x = np.random.default_rng(3).standard_normal((2, 3, 4, 5)).astype(dtype)
+    before = x.copy()
+    for what, fn in (("activation", backend.activation), ("activation_grad", backend.activation_grad)):
+        y = fn(name, x)
+        if not isinstance(y, np.ndarray) or y.dtype != x.dtype or y.shape != x.shape:
+            conformance.fail(
+                f"{what}({name}) returned {type(y).__name__} {getattr(y, 'dtype', '')} {np.shape(y)}"
+                f" for {dtype} {x.shape}"
+            )
+        if not np.array_equal(x, before):
+            conformance.fail(f"{what}({name}) modified its input")

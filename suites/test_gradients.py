@@ -1,0 +1,97 @@
+"""Gradients agree with the oracle for both losses, and with central finite differences in float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import NetSpec, oracle
+from harness.backend import Backend
+from harness.pytest_plugin import Checker
+from harness.testdata import as_float64, data_away_from_kinks, random_images, random_params, random_target
+
+LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
+
+
+@pytest.mark.requires("backward")
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("batch", [pytest.param(b, id=f"batch{b}") for b in (1, 7)])
+def test_gradients(
+    backend: Backend, dtype: str, device: str, loss: str, batch: int, rng: np.random.Generator, conformance: Checker
+) -> None:
+    """The loss value and the gradient of every parameter and of the input."""
+    spec = NetSpec()
+    params, x = data_away_from_kinks(spec, batch, rng, dtype)
+    target = random_target(spec, loss, batch, rng, dtype)
+    value, grads = backend.gradients(spec, params, x, target, loss=loss, device=device, dtype=dtype)
+    expected_value, expected = oracle.gradients(spec, as_float64(params), x.astype(np.float64), target, loss)
+    missing = sorted(set(expected) - set(grads))
+    if missing:
+        conformance.fail(f"gradients are missing for {missing}")
+    conformance.close("loss", np.asarray(value), np.asarray(expected_value))
+    for name, reference in expected.items():
+        conformance.close(f"d{loss}/d{name}", grads[name], reference)
+
+
+@pytest.mark.requires("backward")
+@pytest.mark.parametrize("loss", LOSSES)
+def test_gradient_finite_differences(
+    backend: Backend, dtype: str, device: str, loss: str, rng: np.random.Generator, conformance: Checker
+) -> None:
+    """Backend gradients against central differences of the backend's own loss, in float64.
+
+    The spec uses tanh here: central differences straddling a ReLU kink would measure the
+    kink, not the gradient. Four coordinates of every parameter and of the input are sampled.
+    """
+    if dtype != "float64":
+        pytest.skip("finite differences need float64: float32 rounding swamps the difference quotient")
+    spec = NetSpec(activation="tanh")
+    params = random_params(spec, rng, dtype)
+    x = random_images(spec, 2, rng, dtype)
+    target = random_target(spec, loss, 2, rng, dtype)
+    _, grads = backend.gradients(spec, params, x, target, loss=loss, device=device, dtype=dtype)
+
+    def loss_at(p: dict[str, np.ndarray], inputs: np.ndarray) -> float:
+        value, _ = backend.gradients(spec, p, inputs, target, loss=loss, device=device, dtype=dtype)
+        return value
+
+    step = 1e-6
+    tolerance = conformance.tolerance("gradient_finite_differences")
+    for name in [*params, "input"]:
+        base = x if name == "input" else params[name]
+        coords = [tuple(int(rng.integers(n)) for n in base.shape) for _ in range(4)]
+        numeric, analytic = [], []
+        for coord in coords:
+            values = []
+            for sign in (+1, -1):
+                moved = base.copy()
+                moved[coord] += sign * step
+                if name == "input":
+                    values.append(loss_at(params, moved))
+                else:
+                    values.append(loss_at({**params, name: moved}, x))
+            numeric.append((values[0] - values[1]) / (2 * step))  # (L(p+h) - L(p-h)) / 2h
+            analytic.append(grads[name][coord])
+        conformance.close(f"d{loss}/d{name} at {coords}", np.array(analytic), np.array(numeric), tolerance=tolerance)
+
+
+@pytest.mark.requires("backward")
+def test_maxpool_tie_subgradient(backend: Backend, dtype: str, device: str, conformance: Checker) -> None:
+    """Max-pool ties: the gradient goes to the first maximum of the window, in row-major order.
+
+    A zero image with positive biases makes every conv output constant, so every pool window
+    of both stages is a four-way tie. Any other tie rule (last element, split evenly) moves
+    the gradient and changes d loss / d input and the conv weight gradients.
+    """
+    spec = NetSpec()
+    params = random_params(spec, np.random.default_rng(7), dtype)
+    for name in spec.conv_names:
+        params[f"{name}.bias"] = np.full_like(params[f"{name}.bias"], 0.5)
+    x = np.zeros((1, spec.in_channels, spec.height, spec.width), dtype)
+    target = np.array([3])
+    _, grads = backend.gradients(spec, params, x, target, loss="cross_entropy", device=device, dtype=dtype)
+    _, expected = oracle.gradients(spec, as_float64(params), x.astype(np.float64), target, "cross_entropy")
+    for name in ("input", "conv1.weight", "conv2.weight", "conv1.bias"):
+        conformance.close(
+            f"d/d{name} under ties", grads[name], expected[name], tolerance=conformance.tolerance("gradients")
+        )

@@ -1,0 +1,144 @@
+"""The backend's own initialiser follows the spec's init scheme, checked statistically.
+
+Conv weights must be N(0, 2/fan_out) (Kaiming normal, fan_out, ReLU gain), linear weights
+U(-a, a) with a = sqrt(6/(fan_in+fan_out)) (Xavier uniform), and every bias exactly 0.
+Samples are pooled over ``SEEDS_PER_CHECK`` seeds derived from ``--seed``, so each check is
+deterministic for a given ``--seed`` and has the power to see a factor-of-two variance
+error, a normal drawn where a uniform belongs, and a swapped fan.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from harness import NetSpec
+from harness.backend import Backend
+from harness.pytest_plugin import Checker
+
+SEEDS_PER_CHECK = 10
+FAMILY_ALPHA = 1e-3  # the false-alarm rate of each test function below, over all its sub-tests
+
+
+def pooled(backend: Backend, spec: NetSpec, dtype: str, seed: int) -> dict[str, np.ndarray]:
+    """Every parameter flattened and concatenated over SEEDS_PER_CHECK seeds."""
+    draws = [backend.init_params(spec, seed=seed * 1000 + i, dtype=dtype) for i in range(SEEDS_PER_CHECK)]
+    return {name: np.concatenate([d[name].ravel() for d in draws]).astype(np.float64) for name in draws[0]}
+
+
+def require(conformance: Checker, ok: bool, message: str) -> None:
+    if not ok:
+        conformance.fail(message)
+
+
+@pytest.mark.requires("init")
+def test_init_conv_weights(backend: Backend, dtype: str, seed: int, conformance: Checker) -> None:
+    """Conv weights ~ N(0, 2/fan_out): mean (z-test), variance (chi-square interval), shape (KS).
+
+    False-alarm rate: at most 1e-3 for the whole test (Bonferroni: 3 tests per conv weight,
+    each at 1e-3 / (3 * number of conv weights)); all three tests are exact for normal samples.
+    """
+    spec = NetSpec()
+    samples = pooled(backend, spec, dtype, seed)
+    names = [f"{name}.weight" for name in spec.conv_names]
+    alpha = FAMILY_ALPHA / (3 * len(names))
+    for name in names:
+        w = samples[name]
+        n = w.size
+        _, fan_out = spec.fans(name)
+        sigma = math.sqrt(2.0 / fan_out)
+        z = w.mean() / (sigma / math.sqrt(n))
+        require(
+            conformance,
+            abs(z) < stats.norm.isf(alpha / 2),
+            f"{name}: mean {w.mean():.3g} is {z:.1f} standard errors from 0 (n={n}, alpha={alpha:.1e})",
+        )
+        chi2 = (n - 1) * w.var(ddof=1) / sigma**2
+        low, high = stats.chi2.ppf(alpha / 2, n - 1), stats.chi2.isf(alpha / 2, n - 1)
+        require(
+            conformance,
+            low <= chi2 <= high,
+            f"{name}: variance {w.var(ddof=1):.4g} outside the chi-square interval "
+            f"[{low * sigma**2 / (n - 1):.4g}, {high * sigma**2 / (n - 1):.4g}] for N(0, 2/fan_out={sigma**2:.4g}) "
+            f"(fan_out={fan_out}; fan_in would give {2.0 / spec.fans(name)[0]:.4g})",
+        )
+        ks = stats.kstest(w, stats.norm(0, sigma).cdf)
+        require(
+            conformance,
+            ks.pvalue > alpha,
+            f"{name}: Kolmogorov-Smirnov against N(0, {sigma**2:.4g}) rejects the shape "
+            f"(D={ks.statistic:.4f}, p={ks.pvalue:.2e} < {alpha:.1e})",
+        )
+
+
+@pytest.mark.requires("init")
+def test_init_linear_weights(backend: Backend, dtype: str, seed: int, conformance: Checker) -> None:
+    """Linear weights ~ U(-a, a), a = sqrt(6/(fan_in+fan_out)): bounds, mean, variance, shape (KS).
+
+    False-alarm rate: at most 1e-3 for the whole test (Bonferroni over 3 statistical tests per
+    linear weight; the bounds check cannot false-alarm). The variance interval uses the
+    uniform's own fourth moment (Var(s^2) ~ (mu4 - sigma^4)/n = 4a^4/(45n)) instead of the
+    chi-square interval, which is exact only for normal samples and would be too wide here.
+    """
+    spec = NetSpec()
+    samples = pooled(backend, spec, dtype, seed)
+    names = [f"{name}.weight" for name in spec.linear_names]
+    alpha = FAMILY_ALPHA / (3 * len(names))
+    for name in names:
+        w = samples[name]
+        n = w.size
+        fan_in, fan_out = spec.fans(name)
+        a = math.sqrt(6.0 / (fan_in + fan_out))
+        bound = a * (1 + np.finfo(dtype).eps)
+        require(
+            conformance, float(np.abs(w).max()) <= bound, f"{name}: max |w| = {np.abs(w).max():.4g} exceeds a = {a:.4g}"
+        )
+        sigma2 = a * a / 3.0
+        z = w.mean() / math.sqrt(sigma2 / n)
+        require(conformance, abs(z) < stats.norm.isf(alpha / 2), f"{name}: mean {w.mean():.3g} is {z:.1f} s.e. from 0")
+        z_var = (w.var(ddof=1) - sigma2) / math.sqrt(4 * a**4 / (45 * n))
+        require(
+            conformance,
+            abs(z_var) < stats.norm.isf(alpha / 2),
+            f"{name}: variance {w.var(ddof=1):.4g} vs a^2/3 = {sigma2:.4g} is {z_var:.1f} s.e. off",
+        )
+        ks = stats.kstest(w, stats.uniform(-a, 2 * a).cdf)
+        require(
+            conformance,
+            ks.pvalue > alpha,
+            f"{name}: Kolmogorov-Smirnov against U(-{a:.4g}, {a:.4g}) rejects the shape "
+            f"(D={ks.statistic:.4f}, p={ks.pvalue:.2e} < {alpha:.1e})",
+        )
+
+
+@pytest.mark.requires("init")
+def test_init_biases(backend: Backend, dtype: str, seed: int, conformance: Checker) -> None:
+    """Every bias, conv and linear, is exactly 0 (the spec's choice for conv biases). No false alarms."""
+    spec = NetSpec()
+    params = backend.init_params(spec, seed=seed, dtype=dtype)
+    for name, shape in spec.parameter_shapes().items():
+        require(conformance, params[name].shape == shape, f"{name}: shape {params[name].shape}, expected {shape}")
+        require(conformance, params[name].dtype == np.dtype(dtype), f"{name}: dtype {params[name].dtype}, not {dtype}")
+        if name.endswith(".bias"):
+            nonzero = int(np.count_nonzero(params[name]))
+            require(conformance, nonzero == 0, f"{name}: {nonzero}/{params[name].size} biases are not 0")
+
+
+@pytest.mark.requires("init")
+def test_init_seeds(backend: Backend, dtype: str, seed: int, conformance: Checker) -> None:
+    """The same seed reproduces the same parameters; a different seed gives different weights."""
+    spec = NetSpec()
+    first = backend.init_params(spec, seed=seed, dtype=dtype)
+    again = backend.init_params(spec, seed=seed, dtype=dtype)
+    other = backend.init_params(spec, seed=seed + 1, dtype=dtype)
+    for name in spec.parameter_shapes():
+        require(
+            conformance, np.array_equal(first[name], again[name]), f"{name}: seed {seed} gave different values twice"
+        )
+        if name.endswith(".weight"):
+            require(
+                conformance, not np.array_equal(first[name], other[name]), f"{name}: seeds {seed} and {seed + 1} agree"
+            )
