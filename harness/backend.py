@@ -37,6 +37,20 @@ Optional operations, by capability:
 ``train_step``
     ``train_step(spec, params, x, target, *, loss, lr, device, dtype) -> new params``: one
     gradient-descent step, ``p - lr * dL/dp``. ``params`` is not modified.
+
+Benchmarking (optional, any backend): ``prepare(spec, params, *, device, dtype)`` returns
+an object that holds its own copy of the parameters, so the benchmarks time steady state:
+
+- ``forward(x)``: the logits for an input already on the device (any array type);
+- ``train_step(x, target, *, loss, lr)``: one SGD step on its own parameters (needed only
+  if the backend declares ``train_step``);
+- ``to_device(array)`` (optional): moves an input once, outside the timed region; without
+  it, inputs are passed as NumPy arrays;
+- ``synchronize()`` (optional): waits for queued device work; called inside each round;
+- ``setup_seconds`` and ``setup_kind`` (optional): compile or export time, and which.
+
+A backend without ``prepare`` is timed through its contract methods, conversions included,
+and its benchmark records say so.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from pathlib import Path
 from harness.backend import describe_capabilities
 from harness.errors import HarnessError, UsageError
 from harness.manager import load_backends
+from reports.commands import add_commands
 
 EXIT_USAGE = 2
 
@@ -53,25 +54,69 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The main job: conformance on every registered backend, results under --out."""
+    """The main job: conformance, then benchmarks, on every backend; then the report.
+
+    Each step's results are written as they arrive, so an interrupted or failing step still
+    leaves a report of what finished. Exit status: 0 only if every step passed.
+    """
     out = _writable_dir(args.out)
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(_suites_dir()),
-        f"--backend={args.backend}",
-        f"--device={args.device}",
-        f"--seed={args.seed}",
-        f"--conformance-results={out / 'conformance.jsonl'}",
-        "-p",
-        "no:cacheprovider",
-        "-q" if args.quick else "-v",
-    ]
+    suites = _suites_dir()
+    conformance, benchmarks = out / "conformance.jsonl", out / "benchmarks.json"
+    for stale in (conformance, benchmarks):
+        stale.unlink(missing_ok=True)
+    common = [f"--backend={args.backend}", f"--device={args.device}", f"--seed={args.seed}", "-p", "no:cacheprovider"]
     if args.strict_backends:
-        command.append("--strict-backends")
-    print(f"netharness: running the conformance suite -> {out / 'conformance.jsonl'}", flush=True)
-    return subprocess.call(command)
+        common.append("--strict-backends")
+    steps = [
+        (
+            "conformance suite",
+            [str(suites), f"--ignore={suites / 'bench_net.py'}", f"--conformance-results={conformance}", "-q", "-rfEs"],
+            {},
+        ),
+        (
+            "benchmarks",
+            [
+                str(suites / "bench_net.py"),
+                "--benchmark-enable",
+                f"--benchmark-json={benchmarks}",
+                "--benchmark-save-data",
+                "--benchmark-columns=median,iqr,rounds",
+                f"--conformance-results={out / 'benchmark-checks.jsonl'}",
+                "-q",
+                *(["-k", "not batch256"] if args.quick else []),
+            ],
+            {"NETHARNESS_BENCH_SECONDS": "0.2" if args.quick else "1.0"},
+        ),
+    ]
+    status = 0
+    interrupted = False
+    for number, (title, pytest_args, env) in enumerate(steps, 1):
+        print(f"netharness [{number}/{len(steps) + 1}] {title}", flush=True)
+        code = _pytest([*pytest_args, *common], env)
+        if code == 130:
+            interrupted = True
+            break
+        status = status or code
+    print(f"netharness [{len(steps) + 1}/{len(steps) + 1}] report", flush=True)
+    inputs = [str(path) for path in (conformance, benchmarks) if path.exists()]
+    if not inputs:
+        raise UsageError("no results were written; see the pytest output above")
+    from reports.commands import cmd_report
+
+    cmd_report(argparse.Namespace(results=inputs, out=str(out)))
+    return 130 if interrupted else status
+
+
+def _pytest(args: list[str], env: dict[str, str]) -> int:
+    """Run pytest in a child process; Ctrl-C stops the child and is reported as 130."""
+    import os
+
+    process = subprocess.Popen([sys.executable, "-m", "pytest", *args], env={**os.environ, **env})
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.wait()
+        return 130
 
 
 def _suites_dir() -> Path:
@@ -111,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="a short smoke run")
     run.add_argument("--strict-backends", action="store_true", help="fail on unavailable backends")
     run.set_defaults(func=cmd_run)
+    add_commands(sub)
     return parser
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from harness.backend import Backend, Capability, KnownDeviation, ToleranceOverride, supports
+from harness.bench import measure_peak_gflops, thread_count
 from harness.conformance import ConformanceError, compare, first_divergent_layer
 from harness.manager import BackendRegistry, HarnessPluginManager, build_plugin_manager, collect_backends
 from harness.results import CheckRecord, Measurement, ResultsWriter, git_commit
@@ -182,6 +183,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STATE_KEY, None)
     if state is not None and state.writer is not None:
         state.writer.finish(exitstatus=int(exitstatus), interrupted=int(exitstatus) == 2)
+
+
+PEAK_KEY = pytest.StashKey[float]()
+
+
+def machine_peak_gflops(config: pytest.Config) -> float:
+    """This machine's float32 matmul peak, measured once per run (only when benchmarks time)."""
+    if PEAK_KEY not in config.stash:
+        config.stash[PEAK_KEY] = measure_peak_gflops()
+    return config.stash[PEAK_KEY]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    """Store the peak, thread count and commit with pytest-benchmark's machine info."""
+    machine_info["netharness_peak_gflops"] = machine_peak_gflops(config)
+    machine_info["netharness_threads"] = thread_count()
+    machine_info["netharness_commit"] = git_commit()
 
 
 # -- parametrization ------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""The ``netharness report`` and ``netharness compare`` commands.
+
+:func:`add_commands` adds both to the ``netharness`` parser; each command returns its exit
+code. The heavy modules (pandas, matplotlib, scipy) are imported when a command runs, so
+the rest of the ``netharness`` command line does not wait for them. Bad input raises a
+one-line :class:`~harness.errors.HarnessError`, which the CLI prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from reports.load import load_results
+
+DEFAULT_OUT = "netharness-report"
+DEFAULT_THRESHOLD = 0.10
+DEFAULT_ALPHA = 0.01
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``report`` and ``compare`` to an argparse subparsers object (its parser_class is kept)."""
+    report = subparsers.add_parser(
+        "report", help="gather benchmark JSON and conformance JSONL files into CSV, HTML and Markdown"
+    )
+    report.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS",
+        help="pytest-benchmark JSON and/or netharness conformance JSONL files, or directories holding them",
+    )
+    report.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})")
+    report.set_defaults(func=cmd_report)
+
+    compare = subparsers.add_parser(
+        "compare", help="compare results against a baseline; exit 1 on a timing or conformance regression"
+    )
+    compare.add_argument("baseline", metavar="BASELINE", help="baseline results: a file or a directory")
+    compare.add_argument("current", metavar="CURRENT", help="current results: a file or a directory")
+    compare.add_argument(
+        "--threshold",
+        type=_fraction,
+        default=DEFAULT_THRESHOLD,
+        metavar="FRACTION",
+        help=f"slowdown of the median that counts as a regression (default: {DEFAULT_THRESHOLD})",
+    )
+    compare.add_argument(
+        "--alpha",
+        type=_probability,
+        default=DEFAULT_ALPHA,
+        metavar="P",
+        help=f"significance level of the one-sided Mann-Whitney U test (default: {DEFAULT_ALPHA})",
+    )
+    compare.set_defaults(func=cmd_compare)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write results.csv, conformance.csv, report.html and summary.md into --out."""
+    from reports.report import write_report
+
+    results = load_results(args.results)
+    paths = write_report(results, Path(args.out))
+    for reason in results.partial_reasons:
+        print(f"netharness: PARTIAL RUN: {reason}")
+    for name in ("results.csv", "conformance.csv", "summary.md"):
+        print(f"netharness: wrote {paths[name]}")
+    print(paths["report.html"])
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print the comparison; 1 on any regression, 0 otherwise."""
+    from reports.compare import compare_results, format_comparison
+
+    baseline = load_results([args.baseline])
+    current = load_results([args.current])
+    comparison = compare_results(baseline, current, args.threshold, args.alpha)
+    print(format_comparison(comparison, args.threshold, args.alpha))
+    return 1 if comparison.benchmark_regressions or comparison.conformance_regressions else 0
+
+
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative fraction such as 0.10, got {value!r}") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative fraction such as 0.10, got {value!r}")
+    return number
+
+
+def _probability(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {value!r}") from None
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {value!r}")
+    return number

@@ -1,0 +1,235 @@
+"""Reading results files: pytest-benchmark JSON and netharness conformance JSON lines.
+
+The two kinds are told apart by content, not by name: a JSON object with ``benchmarks`` and
+``machine_info`` is a pytest-benchmark file; JSON lines whose first record has
+``kind == "run_start"`` are a conformance file. Anything else is an error that names the file.
+A conformance file without its ``run_end`` line, or with ``interrupted: true``, is a partial
+run: every record it holds is still used, and readers are told it is partial.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+CONFORMANCE_SCHEMA = "netharness.conformance/1"
+RESULT_SUFFIXES = (".json", ".jsonl")
+
+
+class ResultsFileError(UsageError):
+    """A results file that is missing, unreadable, malformed or of an unknown kind."""
+
+
+@dataclass(frozen=True)
+class BenchmarkFile:
+    """One pytest-benchmark JSON file (one machine, one run)."""
+
+    path: Path
+    machine_info: dict[str, Any]
+    commit_info: dict[str, Any]
+    benchmarks: list[dict[str, Any]]
+    datetime: str
+    version: str
+
+    @property
+    def machine(self) -> str:
+        return str(self.machine_info.get("node") or "unknown")
+
+    @property
+    def commit(self) -> str:
+        ours = self.machine_info.get("netharness_commit")
+        if ours:
+            return str(ours)
+        return str(self.commit_info.get("id") or "unknown")[:12]
+
+
+@dataclass(frozen=True)
+class ConformanceFile:
+    """One conformance JSON-lines file: its run_start, its checks and its run_end, if any."""
+
+    path: Path
+    start: dict[str, Any]
+    checks: list[dict[str, Any]]
+    end: dict[str, Any] | None
+    dropped_last_line: bool = False
+    """True when the last line was cut off mid-write (the run was killed) and was skipped."""
+
+    @property
+    def machine(self) -> str:
+        return str((self.start.get("machine") or {}).get("node") or "unknown")
+
+    @property
+    def commit(self) -> str:
+        return str(self.start.get("commit") or "unknown")
+
+    @property
+    def partial(self) -> bool:
+        return self.end is None or bool(self.end.get("interrupted"))
+
+    @property
+    def partial_reason(self) -> str:
+        if self.end is None:
+            cut = "; its last line was cut off" if self.dropped_last_line else ""
+            return f"{self.path} has no run_end record (the run did not finish{cut}); {len(self.checks)} checks present"
+        if self.end.get("interrupted"):
+            return f"{self.path} records an interrupted run; {len(self.checks)} checks present"
+        return ""
+
+
+@dataclass
+class Results:
+    """Every results file given, split by kind."""
+
+    benchmarks: list[BenchmarkFile] = field(default_factory=list)
+    conformance: list[ConformanceFile] = field(default_factory=list)
+
+    @property
+    def partial_reasons(self) -> list[str]:
+        return [f.partial_reason for f in self.conformance if f.partial]
+
+    @property
+    def machines(self) -> list[str]:
+        return sorted({f.machine for f in self.benchmarks} | {f.machine for f in self.conformance})
+
+
+def load_results(paths: Sequence[str | Path]) -> Results:
+    """Load files, and every results file under each directory given."""
+    results = Results()
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            loaded = _load_directory(path)
+        else:
+            loaded = [load_file(path)]
+        for item in loaded:
+            if isinstance(item, BenchmarkFile):
+                results.benchmarks.append(item)
+            else:
+                results.conformance.append(item)
+    return results
+
+
+def load_file(path: Path) -> BenchmarkFile | ConformanceFile:
+    """Read one results file; raise :class:`ResultsFileError` with one line if it is not one."""
+    if not path.exists():
+        raise ResultsFileError(f"results file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ResultsFileError(f"results file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ResultsFileError(f"cannot read results file {path}: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise ResultsFileError(f"results file {path} is empty")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        first = _first_line(text)
+        if isinstance(first, dict) and first.get("kind") == "run_start":
+            return _conformance_lines(path, text)
+        if first is not None:  # JSON lines, but not ours
+            raise _foreign(path) from None
+        raise ResultsFileError(
+            f"results file {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if isinstance(document, dict) and "benchmarks" in document and "machine_info" in document:
+        return _benchmark_file(path, document)
+    if isinstance(document, dict) and document.get("kind") == "run_start":
+        return _conformance_lines(path, text)
+    raise _foreign(path)
+
+
+def _first_line(text: str) -> Any:
+    """The first line parsed as JSON, or None when it is not valid JSON on its own."""
+    try:
+        return json.loads(text.lstrip().split("\n", 1)[0])
+    except json.JSONDecodeError:
+        return None
+
+
+def _load_directory(directory: Path) -> list[BenchmarkFile | ConformanceFile]:
+    """Every results file under ``directory``; other JSON files there are skipped with a note."""
+    found: list[BenchmarkFile | ConformanceFile] = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in RESULT_SUFFIXES):
+        try:
+            found.append(load_file(path))
+        except ResultsFileError as exc:
+            print(f"netharness: skipping {exc}", file=sys.stderr)
+    if not found:
+        raise ResultsFileError(
+            f"results directory {directory} holds no pytest-benchmark JSON or netharness conformance file"
+        )
+    return found
+
+
+def _foreign(path: Path) -> ResultsFileError:
+    return ResultsFileError(f"results file {path} is not a pytest-benchmark JSON or a netharness conformance file")
+
+
+def _benchmark_file(path: Path, document: dict[str, Any]) -> BenchmarkFile:
+    benchmarks = document["benchmarks"]
+    machine_info = document["machine_info"]
+    if not isinstance(benchmarks, list) or not isinstance(machine_info, dict):
+        raise _foreign(path)
+    for index, bench in enumerate(benchmarks):
+        stats = bench.get("stats") if isinstance(bench, dict) else None
+        if not isinstance(stats, dict) or "median" not in stats:
+            raise ResultsFileError(f"results file {path}: benchmark {index} has no stats.median")
+    return BenchmarkFile(
+        path=path,
+        machine_info=machine_info,
+        commit_info=document.get("commit_info") or {},
+        benchmarks=benchmarks,
+        datetime=str(document.get("datetime") or ""),
+        version=str(document.get("version") or ""),
+    )
+
+
+def _conformance_lines(path: Path, text: str) -> ConformanceFile:
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    records: list[dict[str, Any]] = []
+    dropped = False
+    for position, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            # A run killed mid-write leaves a cut-off last line; anything else is a broken file.
+            if records and position == len(lines) - 1:
+                dropped = True
+                break
+            raise ResultsFileError(f"results file {path} is not valid JSON: {exc.msg} at line {number}") from None
+        if not isinstance(record, dict):
+            raise _foreign(path) if position == 0 else _bad_record(path, number, "is not a JSON object")
+        records.append(record)
+    start, rest = records[0], records[1:]
+    if start.get("kind") != "run_start":
+        raise _foreign(path)
+    schema = str(start.get("schema", ""))
+    if schema.split("/")[0] != CONFORMANCE_SCHEMA.split("/")[0]:
+        raise _foreign(path)
+    if schema != CONFORMANCE_SCHEMA:
+        raise ResultsFileError(f"results file {path} has schema {schema!r}; this netharness reads {CONFORMANCE_SCHEMA}")
+    checks: list[dict[str, Any]] = []
+    end: dict[str, Any] | None = None
+    for record in rest:
+        if record.get("kind") == "check":
+            checks.append(record)
+        elif record.get("kind") == "run_end":
+            end = record
+    return ConformanceFile(path=path, start=start, checks=checks, end=end, dropped_last_line=dropped)
+
+
+def _bad_record(path: Path, number: int, what: str) -> ResultsFileError:
+    return ResultsFileError(f"results file {path}: line {number} {what}")
+
+
+def iter_benchmarks(results: Results) -> Iterable[tuple[BenchmarkFile, dict[str, Any]]]:
+    for run in results.benchmarks:
+        for bench in run.benchmarks:
+            yield run, bench

@@ -1,0 +1,168 @@
+"""The report's figures, as inline SVG text (matplotlib's object API; no pyplot, no display).
+
+Each function returns an ``<svg>`` element with no XML prolog, DOCTYPE or namespace URLs, so
+it can sit inside HTML that references nothing outside itself. Text stays text
+(``svg.fonttype = none``) and element ids are salted with a constant, so the output is
+deterministic.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from reports.tables import pooled
+
+EXACT_HEADROOM_SHOWN_AS = 1e6
+"""Where an exact match (infinite headroom) is drawn on the log axis."""
+
+LINE_STYLES = ("-", "--", ":", "-.")
+HATCHES = ("", "//", "..", "xx")
+_SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "netharness", "font.size": 9}
+_NO_METADATA = {"Creator": None, "Date": None, "Format": None, "Type": None}
+
+
+def colours(backends: Sequence[str]) -> dict[str, str]:
+    """One fixed colour per backend, the same in every figure."""
+    palette = matplotlib.colormaps["tab10"]
+    return {name: matplotlib.colors.to_hex(palette(i % palette.N)) for i, name in enumerate(sorted(backends))}
+
+
+def latency_svg(bench: pd.DataFrame) -> str:
+    """Median latency against batch size, log-log, one line per backend, one panel per phase."""
+    frame = pooled(bench)
+    phases = sorted(frame["phase"].unique())
+    palette = colours(frame["backend"].unique())
+    with _style():
+        figure = Figure(figsize=(5.0 * len(phases), 3.6), layout="constrained")
+        for axes, phase in zip(figure.subplots(1, len(phases), squeeze=False)[0], phases):
+            for label, backend, variant, series in _series(frame[frame["phase"] == phase]):
+                series = series.sort_values("batch")
+                batch = series["batch"].astype(float)
+                axes.errorbar(
+                    batch,
+                    series["median_s"] * 1e3,
+                    yerr=_quartile_bars(series),
+                    marker="o",
+                    markersize=4,
+                    capsize=2,
+                    label=label,
+                    color=palette[backend],
+                    linestyle=LINE_STYLES[variant % len(LINE_STYLES)],
+                )
+            axes.set(xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)", title=phase)
+            _plain_log_labels(axes.xaxis, axes.yaxis)
+            axes.grid(True, which="both", alpha=0.3)
+            axes.legend(fontsize=7)
+        return _svg(figure)
+
+
+def throughput_svg(bench: pd.DataFrame) -> str:
+    """Samples per second, bars grouped by batch size, one panel per phase."""
+    frame = pooled(bench)
+    phases = sorted(frame["phase"].unique())
+    palette = colours(frame["backend"].unique())
+    with _style():
+        figure = Figure(figsize=(5.0 * len(phases), 3.6), layout="constrained")
+        for axes, phase in zip(figure.subplots(1, len(phases), squeeze=False)[0], phases):
+            part = frame[frame["phase"] == phase]
+            batches = sorted(int(b) for b in part["batch"].dropna().unique())
+            series = list(_series(part))
+            width = 0.8 / max(1, len(series))
+            for index, (label, backend, variant, rows) in enumerate(series):
+                by_batch = rows.set_index(rows["batch"].astype(float))["samples_per_s"]
+                heights = [float(by_batch.get(float(b), math.nan)) for b in batches]
+                positions = np.arange(len(batches)) + (index - (len(series) - 1) / 2) * width
+                hatch = HATCHES[variant % len(HATCHES)]
+                axes.bar(positions, heights, width=width, label=label, color=palette[backend], hatch=hatch)
+            axes.set_xticks(np.arange(len(batches)), [str(b) for b in batches])
+            axes.set(yscale="log", xlabel="batch size", ylabel="samples / s", title=phase)
+            _plain_log_labels(axes.yaxis)
+            axes.grid(True, axis="y", which="both", alpha=0.3)
+            axes.legend(fontsize=7)
+        return _svg(figure)
+
+
+def headroom_svg(conf: pd.DataFrame) -> str:
+    """The smallest error headroom (tolerance / error) per backend and check, log scale; below 1 fails."""
+    measured = conf.dropna(subset=["headroom"])
+    worst = measured.groupby(["check", "backend"])["headroom"].min().unstack("backend")
+    checks, backends = list(worst.index), list(worst.columns)
+    palette = colours(backends)
+    with _style():
+        figure = Figure(figsize=(8.0, 1.0 + 0.22 * len(checks) * max(1, len(backends))), layout="constrained")
+        axes: Axes = figure.subplots()
+        height = 0.8 / max(1, len(backends))
+        for index, backend in enumerate(backends):
+            values = worst[backend].to_numpy(dtype=float)
+            shown = np.where(np.isinf(values), EXACT_HEADROOM_SHOWN_AS, values)
+            positions = np.arange(len(checks)) + (index - (len(backends) - 1) / 2) * height
+            bars = axes.barh(positions, shown, height=height, label=backend, color=palette[backend])
+            for bar, value in zip(bars, values):
+                if np.isinf(value):
+                    bar.set_hatch("//")
+        axes.axvline(1.0, color="#b00020", linewidth=1.2, linestyle="--", label="tolerance (headroom 1)")
+        axes.set_yticks(np.arange(len(checks)), checks)
+        axes.invert_yaxis()
+        axes.set(xscale="log", xlabel="headroom = tolerance / observed error (hatched: exact match)")
+        _plain_log_labels(axes.xaxis)
+        axes.grid(True, axis="x", which="both", alpha=0.3)
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        return _svg(figure)
+
+
+def _series(frame: pd.DataFrame) -> Iterator[tuple[str, str, int, pd.DataFrame]]:
+    """(label, backend, variant, rows) per backend, and per machine/device when there are several.
+
+    ``variant`` numbers the machine/device pairs, so that one backend's series on two machines
+    share a colour and differ in line style or hatch.
+    """
+    several_machines = frame["machine"].nunique() > 1
+    several_devices = frame["device"].nunique() > 1
+    variants = {pair: i for i, pair in enumerate(sorted(set(zip(frame["machine"], frame["device"]))))}
+    for (backend, machine, device), rows in frame.groupby(["backend", "machine", "device"], sort=True):
+        extra = [str(machine)] * several_machines + [str(device)] * several_devices
+        label = f"{backend} ({', '.join(extra)})" if extra else str(backend)
+        yield label, str(backend), variants[(machine, device)], rows
+
+
+def _quartile_bars(series: pd.DataFrame) -> np.ndarray | None:
+    low = (series["median_s"] - series["q1_s"]) * 1e3
+    high = (series["q3_s"] - series["median_s"]) * 1e3
+    if low.isna().any() or high.isna().any() or (low < 0).any() or (high < 0).any():
+        return None
+    return np.vstack([low.to_numpy(dtype=float), high.to_numpy(dtype=float)])
+
+
+def _plain_log_labels(*axes: Axis) -> None:
+    """Label log axes as plain numbers (1, 10, 0.1) instead of mathtext powers, which are slow to lay out."""
+    for axis in axes:
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    with matplotlib.rc_context(cast(Any, _SVG_RC)):
+        yield
+
+
+def _svg(figure: Figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata=_NO_METADATA)
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    # HTML parses inline SVG without namespace declarations; dropping them leaves no URL at all.
+    return re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)

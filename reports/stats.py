@@ -1,0 +1,109 @@
+"""The statistics behind the report and the comparison.
+
+Speedup against eager is the ratio of median per-round times, ``median(eager) /
+median(backend)`` (above 1: faster than eager), with a percentile bootstrap interval: both
+sets of raw timings are resampled with replacement, independently, ``BOOTSTRAP_RESAMPLES``
+times, from a fresh ``numpy.random.default_rng(BOOTSTRAP_SEED)`` for each comparison, so every
+interval is reproducible on its own and does not depend on which others were computed.
+
+A slowdown is significant when a one-sided Mann-Whitney U test says the current timings are
+stochastically greater than the baseline's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import mannwhitneyu
+
+from reports.tables import pooled
+
+BOOTSTRAP_SEED = 20240607
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
+BASELINE_BACKEND = "eager"
+SPEEDUP_KEY = ["machine", "device", "dtype", "threads", "phase", "batch"]
+_CHUNK_ELEMENTS = 4_000_000  # bounds the memory of one block of resamples
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+
+
+def bootstrap_medians(timings: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """The median of each of ``resamples`` resamples (with replacement) of ``timings``."""
+    n = timings.size
+    rows = max(1, _CHUNK_ELEMENTS // n)
+    medians = np.empty(resamples)
+    for start in range(0, resamples, rows):
+        stop = min(resamples, start + rows)
+        picks = rng.integers(0, n, size=(stop - start, n))
+        medians[start:stop] = np.median(timings[picks], axis=1)
+    return medians
+
+
+def speedup_interval(
+    baseline: np.ndarray,
+    other: np.ndarray,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> Interval:
+    """``median(baseline) / median(other)`` with its percentile bootstrap interval.
+
+    With no raw timings on either side the interval is NaN and only the estimate is given.
+    """
+    baseline, other = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if baseline.size == 0 or other.size == 0:
+        return Interval(math.nan, math.nan, math.nan)
+    estimate = float(np.median(baseline) / np.median(other))
+    rng = np.random.default_rng(seed)
+    ratios = bootstrap_medians(baseline, rng, resamples) / bootstrap_medians(other, rng, resamples)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(ratios, [tail, 1.0 - tail])
+    return Interval(estimate, float(low), float(high))
+
+
+def speedup_frame(bench: pd.DataFrame) -> pd.DataFrame:
+    """Speedup of every backend against eager at the same machine, device, dtype, threads, phase, batch."""
+    columns = [*SPEEDUP_KEY, "backend", "eager_median_s", "median_s", "speedup", "ci_low", "ci_high"]
+    if bench.empty:
+        return pd.DataFrame(columns=columns)
+    frame = pooled(bench)
+    rows = []
+    for key, group in frame.groupby(SPEEDUP_KEY, dropna=False, sort=True):
+        eager = group[group["backend"] == BASELINE_BACKEND]
+        if eager.empty:
+            continue
+        eager_timings = eager["timings"].iloc[0]
+        eager_median = float(eager["median_s"].iloc[0])
+        for _, row in group[group["backend"] != BASELINE_BACKEND].iterrows():
+            interval = speedup_interval(eager_timings, row["timings"])
+            estimate = interval.estimate
+            if math.isnan(estimate):  # no raw timings: the medians pytest-benchmark reported
+                estimate = eager_median / float(row["median_s"])
+            rows.append([*key, row["backend"], eager_median, row["median_s"], estimate, interval.low, interval.high])
+    result = pd.DataFrame(rows, columns=columns)
+    for column in ("batch", "threads"):
+        result[column] = result[column].astype("Int64")
+    return result
+
+
+def slowdown_p_value(baseline: np.ndarray, current: np.ndarray) -> float:
+    """One-sided Mann-Whitney U p-value that ``current`` timings are greater (slower) than ``baseline``."""
+    baseline, current = np.asarray(baseline, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    if baseline.size == 0 or current.size == 0:
+        return math.nan
+    return float(mannwhitneyu(current, baseline, alternative="greater").pvalue)
+
+
+def speedup_p_value(baseline: np.ndarray, current: np.ndarray) -> float:
+    """One-sided Mann-Whitney U p-value that ``current`` timings are smaller (faster) than ``baseline``."""
+    return slowdown_p_value(current, baseline)

@@ -1,0 +1,218 @@
+"""Tidy tables built from loaded results: one row per benchmark, one row per check.
+
+Column names carry their units (``median_s``, ``samples_per_s``); these frames are what
+``results.csv`` and ``conformance.csv`` hold, and every other table is derived from them.
+The benchmark frame also holds ``timings``, the raw per-round times in seconds as a NumPy
+array, which the statistics need and the CSV leaves out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports.load import Results
+
+RESULTS_COLUMNS = [
+    "machine",
+    "commit",
+    "backend",
+    "phase",
+    "batch",
+    "dtype",
+    "device",
+    "threads",
+    "name",
+    "median_s",
+    "mean_s",
+    "stddev_s",
+    "min_s",
+    "max_s",
+    "q1_s",
+    "q3_s",
+    "iqr_s",
+    "rounds",
+    "iterations",
+    "samples_per_s",
+    "gflops_per_s",
+    "peak_fraction",
+    "peak_gflops_per_s",
+    "peak_memory_bytes",
+    "max_abs_error",
+    "max_rel_error",
+    "first_call_s",
+    "setup_s",
+    "setup_kind",
+    "source",
+]
+
+CONFORMANCE_COLUMNS = [
+    "machine",
+    "commit",
+    "backend",
+    "check",
+    "config",
+    "dtype",
+    "device",
+    "outcome",
+    "max_abs_error",
+    "max_rel_error",
+    "rtol",
+    "atol",
+    "headroom",
+    "tolerance_reason",
+    "reason",
+    "test_id",
+    "seed",
+    "duration_s",
+    "source",
+]
+
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+INTEGER_COLUMNS = ("batch", "threads", "rounds", "iterations", "peak_memory_bytes")
+BENCHMARK_KEY = ["machine", "backend", "phase", "batch", "dtype", "device", "threads"]
+"""What names one benchmark; rows sharing it (repeated runs on one machine) are pooled."""
+
+
+def benchmark_frame(results: Results) -> pd.DataFrame:
+    """One row per benchmark, in ``RESULTS_COLUMNS`` order, plus the raw ``timings``."""
+    rows = []
+    for run in results.benchmarks:
+        peak = _number(run.machine_info.get("netharness_peak_gflops"))
+        for bench in run.benchmarks:
+            stats, extra = bench["stats"], bench.get("extra_info") or {}
+            median, batch = _number(stats.get("median")), _integer(extra.get("batch"))
+            samples_per_s = _number(extra.get("samples_per_s"))
+            if math.isnan(samples_per_s) and batch is not None and median > 0:
+                samples_per_s = batch / median
+            rows.append(
+                {
+                    "machine": run.machine,
+                    "commit": run.commit,
+                    "backend": str(extra.get("backend") or bench.get("group") or bench.get("name")),
+                    "phase": str(extra.get("phase") or ""),
+                    "batch": batch,
+                    "dtype": str(extra.get("dtype") or ""),
+                    "device": str(extra.get("device") or ""),
+                    "threads": _integer(extra.get("threads", run.machine_info.get("netharness_threads"))),
+                    "name": str(bench.get("name") or ""),
+                    "median_s": median,
+                    "mean_s": _number(stats.get("mean")),
+                    "stddev_s": _number(stats.get("stddev")),
+                    "min_s": _number(stats.get("min")),
+                    "max_s": _number(stats.get("max")),
+                    "q1_s": _number(stats.get("q1")),
+                    "q3_s": _number(stats.get("q3")),
+                    "iqr_s": _number(stats.get("iqr")),
+                    "rounds": _integer(stats.get("rounds")),
+                    "iterations": _integer(stats.get("iterations")),
+                    "samples_per_s": samples_per_s,
+                    "gflops_per_s": _number(extra.get("gflops_per_s")),
+                    "peak_fraction": _number(extra.get("peak_fraction")),
+                    "peak_gflops_per_s": peak,
+                    "peak_memory_bytes": _integer(extra.get("peak_memory_bytes")),
+                    "max_abs_error": _number(extra.get("max_abs_error")),
+                    "max_rel_error": _number(extra.get("max_rel_error")),
+                    "first_call_s": _number(extra.get("first_call_s")),
+                    "setup_s": _number(extra.get("setup_s")),
+                    "setup_kind": str(extra.get("setup_kind") or ""),
+                    "source": str(run.path),
+                    "timings": np.asarray(stats.get("data") or [], dtype=np.float64),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=[*RESULTS_COLUMNS, "timings"])
+    for column in INTEGER_COLUMNS:
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def conformance_frame(results: Results) -> pd.DataFrame:
+    """One row per machine x backend x check x config; a repeated record keeps the last one read."""
+    rows = []
+    for run in results.conformance:
+        for check in run.checks:
+            rows.append(
+                {
+                    "machine": run.machine,
+                    "commit": run.commit,
+                    **{column: check.get(column) for column in CONFORMANCE_COLUMNS[2:-1]},
+                    "source": str(run.path),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=CONFORMANCE_COLUMNS)
+    for column in ("max_abs_error", "max_rel_error", "rtol", "atol", "headroom", "duration_s"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
+    for column in ("tolerance_reason", "reason"):
+        frame[column] = frame[column].fillna("")
+    key = ["machine", "backend", "check", "config", "dtype", "device"]
+    return frame.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
+
+
+def results_csv(bench: pd.DataFrame) -> str:
+    return bench[RESULTS_COLUMNS].to_csv(index=False, lineterminator="\n")
+
+
+def conformance_csv(conf: pd.DataFrame) -> str:
+    return conf[CONFORMANCE_COLUMNS].to_csv(index=False, lineterminator="\n")
+
+
+def outcome_counts(conf: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """Counts of each outcome per backend (or per ``by``), every outcome a column."""
+    by = by or ["backend"]
+    counts = conf.groupby([*by, "outcome"]).size().unstack("outcome", fill_value=0)
+    return counts.reindex(columns=list(OUTCOMES), fill_value=0).astype(int)
+
+
+def pooled(bench: pd.DataFrame) -> pd.DataFrame:
+    """One row per benchmark key: medians of the numbers, raw timings concatenated."""
+    if bench.empty:
+        return bench
+    numbers = [c for c in RESULTS_COLUMNS if c.endswith(("_s", "_bytes", "_fraction")) and c in bench]
+    grouped = bench.groupby(BENCHMARK_KEY, dropna=False, sort=True)
+    frame = grouped[numbers].median()
+    frame["setup_kind"] = grouped["setup_kind"].last()
+    frame["timings"] = grouped["timings"].agg(lambda arrays: np.concatenate(list(arrays)))
+    frame["rounds"] = grouped["rounds"].sum()
+    return frame.reset_index()
+
+
+def wide(bench: pd.DataFrame, value: str, scale: float = 1.0) -> pd.DataFrame:
+    """``value`` for each machine/device/phase/batch (rows) and backend (columns)."""
+    frame = pooled(bench)
+    table = frame.pivot_table(
+        index=["machine", "device", "phase", "batch"], columns="backend", values=value, aggfunc="median"
+    )
+    table.columns.name = None
+    return table * scale
+
+
+def setup_table(bench: pd.DataFrame) -> pd.DataFrame:
+    """Compile/export time and the first call against a steady-state call, per benchmark."""
+    frame = pooled(bench)
+    table = frame[
+        ["machine", "device", "backend", "phase", "batch", "setup_kind", "setup_s", "first_call_s", "median_s"]
+    ].copy()
+    table["first_call_over_median"] = table["first_call_s"] / table["median_s"]
+    return table.sort_values(["machine", "device", "backend", "phase", "batch"]).reset_index(drop=True)
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _integer(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,144 @@
+"""Benchmarks: backend x phase x batch x dtype x device, with correctness in the same record.
+
+Timed with pytest-benchmark (``netharness run`` or ``pytest suites/bench_net.py
+--benchmark-enable``). Inputs are prepared and moved to the device before timing; warm-up
+rounds run first; CUDA work is synchronised inside each round; compile, export and the
+first call are timed once, apart from steady state. Under ``pytest -n`` (xdist)
+pytest-benchmark disables timing: each benchmark runs once, untimed, as a smoke test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness import NetSpec, oracle
+from harness.backend import Backend, Capability, supports
+from harness.bench import BENCH_LOSS, BENCH_LR, Runner, peak_memory_bytes, prepare_runner, thread_count
+from harness.pytest_plugin import machine_peak_gflops
+from harness.testdata import as_float64, random_images, random_params, random_target
+
+BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 64, 256)]
+PHASES = [pytest.param(p, id=p) for p in ("forward", "train_step")]
+DTYPES = [pytest.param("float32", id="float32")]
+TARGET_SECONDS = float(os.environ.get("NETHARNESS_BENCH_SECONDS", "1.0"))
+"""Steady-state time aimed for per benchmark; rounds = TARGET_SECONDS / first-call estimate, within [5, 200]."""
+
+_RUNNERS: dict[tuple[str, int, str, str], tuple[Runner, dict[str, np.ndarray], np.ndarray, np.ndarray]] = {}
+
+
+def runner_for(
+    backend: Backend, batch: int, dtype: str, device: str
+) -> tuple[Runner, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """One prepared runner per configuration for the session: both phases share its first call."""
+    key = (backend.name, batch, dtype, device)
+    if key not in _RUNNERS:
+        spec = NetSpec()
+        rng = np.random.default_rng([batch, 2024])
+        params = random_params(spec, rng, dtype)
+        x = random_images(spec, batch, rng, dtype)
+        target = random_target(spec, BENCH_LOSS, batch, rng, dtype)
+        _RUNNERS[key] = (
+            prepare_runner(backend, spec, params, x, target, device=device, dtype=dtype),
+            params,
+            x,
+            target,
+        )
+    return _RUNNERS[key]
+
+
+def _seconds(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def max_errors(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    diff = np.abs(np.asarray(actual, np.float64) - expected)
+    scale = float(np.max(np.abs(expected))) or 1.0
+    return float(diff.max()), float(diff.max() / scale)
+
+
+def error_against_oracle(
+    backend: Backend,
+    phase: str,
+    params: dict[str, np.ndarray],
+    x: np.ndarray,
+    target: np.ndarray,
+    device: str,
+    dtype: str,
+) -> tuple[float, float]:
+    """The backend's error at this very configuration: logits for forward, new parameters for a train step."""
+    spec = NetSpec()
+    if phase == "forward":
+        got = backend.forward(spec, params, x, device=device, dtype=dtype)  # type: ignore[attr-defined]
+        return max_errors(got, oracle.forward(spec, as_float64(params), x.astype(np.float64)))
+    updated = backend.train_step(  # type: ignore[attr-defined]
+        spec, params, x, target, loss=BENCH_LOSS, lr=BENCH_LR, device=device, dtype=dtype
+    )
+    expected = oracle.sgd_step(spec, as_float64(params), x.astype(np.float64), target, BENCH_LOSS, BENCH_LR)
+    errors = [max_errors(updated[name], expected[name]) for name in expected]
+    return max(e[0] for e in errors), max(e[1] for e in errors)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("bench_dtype", DTYPES)
+@pytest.mark.parametrize("phase", PHASES)
+def test_benchmark(
+    backend: Backend,
+    phase: str,
+    bench_dtype: str,
+    batch: int,
+    device: str,
+    benchmark: Any,
+    request: pytest.FixtureRequest,
+) -> None:
+    dtype = bench_dtype
+    if dtype not in backend.dtypes:
+        pytest.skip(f"backend {backend.name!r} does not support {dtype}")
+    capability = Capability.FORWARD if phase == "forward" else Capability.TRAIN_STEP
+    if not supports(backend, capability):
+        pytest.skip(f"backend {backend.name!r} does not declare capability {capability.value!r}")
+    runner, params, x, target = runner_for(backend, batch, dtype, device)
+    work = runner.forward if phase == "forward" else runner.train_step
+    assert work is not None
+
+    def one_round() -> None:
+        work()
+        runner.synchronize()
+
+    estimate = max(min(_seconds(one_round) for _ in range(3)), 1e-6)
+    rounds = int(min(200, max(5, TARGET_SECONDS / estimate)))
+    benchmark.group = f"{phase} {dtype} {device} batch{batch}"
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=max(2, rounds // 10))
+
+    info = benchmark.extra_info
+    info.update(
+        backend=backend.name,
+        version=backend.version,
+        phase=phase,
+        batch=batch,
+        dtype=dtype,
+        device=device,
+        threads=thread_count(),
+        first_call_s=runner.first_call_s,
+        setup_s=runner.setup_s,
+        setup_kind=runner.setup_kind,
+        prepared=runner.prepared,
+    )
+    if benchmark.stats is None:  # --benchmark-disable or xdist: ran once, untimed
+        return
+    median = benchmark.stats.stats.median
+    flops = NetSpec().flops(batch) * (1 if phase == "forward" else 3)  # backward ~ 2x forward
+    peak = machine_peak_gflops(request.config)
+    info.update(samples_per_s=batch / median, gflops_per_s=flops / median / 1e9)
+    info["peak_fraction"] = (flops / median / 1e9) / peak if peak else None
+    info["peak_memory_bytes"], info["peak_memory_method"] = peak_memory_bytes(one_round, device)
+    if supports(backend, capability):
+        info["max_abs_error"], info["max_rel_error"] = error_against_oracle(
+            backend, phase, params, x, target, device, dtype
+        )
