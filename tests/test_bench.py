@@ -1,0 +1,64 @@
+"""The benchmark suite: what a record holds, and what happens under pytest-xdist."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+BENCH = ROOT / "suites" / "bench_net.py"
+EXTRA_KEYS = {
+    "backend", "phase", "batch", "dtype", "device", "threads", "samples_per_s", "gflops_per_s", "peak_fraction",
+    "peak_memory_bytes", "max_abs_error", "max_rel_error", "first_call_s", "setup_s", "setup_kind",
+}  # fmt: skip
+
+
+def run_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"NETHARNESS_DISABLE_PLUGINS": "compile,numpy,onnx", "NETHARNESS_BENCH_SECONDS": "0.05"}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(BENCH), "-p", "no:cacheprovider", "--backend=eager", *args],
+        cwd=tmp_path,
+        env={**__import__("os").environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_timed_record_holds_speed_and_correctness_together(tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    result = run_bench(
+        tmp_path, "--benchmark-enable", f"--benchmark-json={out}", "--benchmark-save-data", "-k", "batch1"
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    document = json.loads(out.read_text())
+    assert document["machine_info"]["netharness_peak_gflops"] > 0
+    assert document["machine_info"]["netharness_threads"] >= 1
+    records = {b["name"]: b for b in document["benchmarks"]}
+    assert set(records) == {
+        "test_benchmark[eager-forward-float32-batch1]",
+        "test_benchmark[eager-train_step-float32-batch1]",
+    }
+    for record in records.values():
+        assert EXTRA_KEYS <= set(record["extra_info"]), EXTRA_KEYS - set(record["extra_info"])
+        info, stats = record["extra_info"], record["stats"]
+        assert info["samples_per_s"] == pytest.approx(1 / stats["median"])
+        assert info["max_abs_error"] < 1e-3, "the backend's error at this configuration, against the oracle"
+        assert len(stats["data"]) == stats["rounds"] >= 5
+        assert record["group"].startswith(info["phase"])
+
+
+def test_under_xdist_benchmarks_run_once_untimed_and_write_no_timings(tmp_path: Path) -> None:
+    """Timings are never taken concurrently: pytest-benchmark disables timing under -n."""
+    out = tmp_path / "b.json"
+    result = run_bench(tmp_path, "-n", "2", "--benchmark-enable", f"--benchmark-json={out}", "-k", "batch1")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Benchmarks are automatically disabled because xdist plugin is active" in result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+    assert not out.exists()

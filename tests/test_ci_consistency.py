@@ -1,0 +1,32 @@
+"""The GitHub workflow and .ci/run run the same gate with the same commands."""
+
+from __future__ import annotations
+
+from tests.conftest import ROOT
+
+CI_RUN = (ROOT / ".ci" / "run").read_text()
+WORKFLOW = (ROOT / ".github" / "workflows" / "conformance.yml").read_text()
+
+
+def test_both_run_the_tests_and_lint() -> None:
+    for command in ("make test", "make lint"):
+        assert command in CI_RUN and f"run: {command}" in WORKFLOW
+
+
+def test_both_run_the_main_job_quick_and_strict() -> None:
+    assert ".venv/bin/netharness run --quick --strict-backends" in CI_RUN
+    assert ".venv/bin/netharness run --quick --strict-backends --backend=${{ matrix.backend }}" in WORKFLOW
+
+
+def test_workflow_covers_every_builtin_backend_and_merges_them() -> None:
+    from harness.manager import BUILTIN_PLUGINS
+
+    assert f"backend: [{', '.join(BUILTIN_PLUGINS)}]" in WORKFLOW
+    assert ".venv/bin/netharness report results/*/conformance.jsonl results/*/benchmarks.json" in WORKFLOW
+    assert "GITHUB_STEP_SUMMARY" in WORKFLOW
+
+
+def test_readme_quick_start_is_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make report" in readme and "make test" in readme
+    assert "make test" in CI_RUN
