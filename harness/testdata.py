@@ -84,3 +84,22 @@ def data_away_from_kinks(
         if kink_margin(spec, params, x) >= min_margin:
             return params, x
     raise RuntimeError(f"no data {min_margin} away from every kink in {attempts} draws; lower min_margin")
+
+
+def init_scheme_params(spec: NetSpec, rng: np.random.Generator, dtype: str = "float64") -> dict[str, np.ndarray]:
+    """Parameters drawn from the spec's init scheme, for backends without an initialiser.
+
+    Conv weights N(0, 2/fan_out), linear weights U(-a, a) with a = sqrt(6/(fan_in+fan_out)),
+    biases 0: the starting point a training run of the seed's network has.
+    """
+    params: dict[str, np.ndarray] = {}
+    for name, shape in spec.parameter_shapes().items():
+        fan_in, fan_out = spec.fans(name) if name.endswith(".weight") else (0, 0)
+        if name.endswith(".bias"):
+            params[name] = np.zeros(shape, dtype)
+        elif len(shape) == 4:
+            params[name] = rng.normal(0.0, math.sqrt(2.0 / fan_out), shape).astype(dtype)
+        else:
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            params[name] = rng.uniform(-bound, bound, shape).astype(dtype)
+    return params

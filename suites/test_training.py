@@ -8,7 +8,7 @@ import pytest
 from harness import NetSpec, oracle
 from harness.backend import Backend, Capability, supports
 from harness.pytest_plugin import Checker
-from harness.testdata import as_float64, data_away_from_kinks, random_params, random_target
+from harness.testdata import as_float64, data_away_from_kinks, init_scheme_params, random_target
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
 LEARNING_RATE = 0.01
@@ -62,7 +62,7 @@ def test_training_converges(
     if supports(backend, Capability.INIT):
         params = backend.init_params(spec, seed=int(rng.integers(2**31)), dtype=dtype)
     else:
-        params = random_params(spec, rng, dtype)
+        params = init_scheme_params(spec, rng, dtype)
     start = oracle.loss(loss, oracle.forward(spec, as_float64(params), x.astype(np.float64)), target)
     history = [start]
     for step in range(1, STEPS + 1):

@@ -1,0 +1,449 @@
+"""``compile``: the eager :class:`~backends.eager.Net` under ``torch.compile`` (inductor).
+
+What is compiled: ``Net.forward`` (forward, gradients, train_step) and ``Net.forward_layers``
+(intermediates), both with ``fullgraph=True`` so nothing silently falls back to eager, and
+the activation functions (and their autograd derivatives) and losses, with ``dynamic=True``
+since they take any shape. Gradients are autograd through the compiled module
+(AOTAutograd compiles the backward graph too); the loss on the compiled logits and the SGD
+update (``torch.optim.SGD`` on the compiled module's parameters) run eagerly. ``init`` is
+not declared: compiled random number generation does not reproduce eager's stream.
+
+Layout and dtype policy: as in ``eager`` (canonical names, NCHW, float32 or float64, the
+parameters live in the module on the device); results are copied back to NumPy.
+
+Compiled-module cache. A session-wide cache holds one compiled Net per
+(spec, device, dtype, mode), mode being the operation (``forward``, ``intermediates``,
+``gradients``, ``train_step``: they differ in grad mode and in whether the input needs a
+gradient, so each is its own graph anyway). Every call copies the parameters into the
+cached module's tensors (``copy_`` under ``no_grad``) instead of building a new Net.
+
+Batch size. The modules are compiled with ``dynamic=False`` and the batch dimension of each
+input is marked dynamic (``torch._dynamo.mark_dynamic(x, 0)``): only the batch is symbolic,
+so the kernels keep the spec's static image sizes, and a new batch size does not recompile.
+``dynamic=True`` would make H and W symbolic too. Two guards on the batch remain, so a
+module has up to three graphs on CPU: batch 1 (dynamo specialises sizes 0 and 1) and,
+because ATen picks its CPU convolution backend by batch size, 2-15 and 16 or more (as
+measured on a 2-core machine with torch 2.13). Within a range, no batch size recompiles.
+
+Compile time. The wall time of every call that compiled a graph is kept in
+:data:`COMPILE_TIMES` (also ``backend.compile_times``), keyed by spec, device, dtype, mode
+and the batch that triggered it; steady-state calls are not in it.
+
+Dynamo keeps one code cache per code object (``Net.forward``), shared by every spec, dtype
+and mode, so its recompile limit is raised to :data:`RECOMPILE_LIMIT` and hitting it is an
+error, not a silent fallback to eager. Inductor compiles with one thread on a machine with
+two cores or fewer (``TORCHINDUCTOR_COMPILE_THREADS`` overrides), and keeps its default
+on-disk FX graph cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from backends.eager import Net, build_net, loss_target, to_numpy, to_tensor, torch, torch_dtype, torch_loss
+from harness import Availability, Capability, NetSpec, PluginError, SpecError, hookimpl
+from harness.spec import ACTIVATIONS, LOSSES, check_dtype
+
+RECOMPILE_LIMIT = 256
+MODES = ("forward", "intermediates", "gradients", "train_step")
+
+COMPILE_TIMES: dict[str, float] = {}
+"""Seconds of each call that compiled a graph, keyed ``"<spec> [<device> <dtype> <mode>, batch N]"``."""
+
+_CACHE: dict[tuple[NetSpec, str, str, str], CompiledNet] = {}
+_FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {}
+
+
+# -- availability: the C++ compiler inductor runs -----------------------------------------
+
+
+def cxx_candidates() -> tuple[str, ...]:
+    """The C++ compilers inductor tries, in order: ``$CXX`` if set, else its ``cpp.cxx`` config."""
+    env = os.environ.get("CXX")
+    if env:
+        return (env,)
+    from torch._inductor import config
+
+    configured = config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)
+    return tuple(c for c in configured if c)
+
+
+def find_cxx() -> tuple[str | None, str]:
+    """(path of the first working C++ compiler, "") or (None, why none works)."""
+    return _probe_cxx(cxx_candidates(), os.environ.get("PATH", ""))
+
+
+@functools.lru_cache(maxsize=16)
+def _probe_cxx(candidates: tuple[str, ...], search_path: str) -> tuple[str | None, str]:
+    # Keyed by PATH too: `which` depends on it. Inductor itself runs `<cxx> --version`.
+    problems = []
+    for candidate in candidates:
+        path = shutil.which(candidate, path=search_path)
+        if path is None:
+            problems.append(f"{candidate!r} not found")
+            continue
+        try:
+            subprocess.run([path, "--version"], check=True, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            problems.append(f"{path} --version failed ({type(exc).__name__})")
+            continue
+        return path, ""
+    tried = "; ".join(problems) or "no compiler configured"
+    return None, f"{tried}; install g++ or set CXX to a working C++ compiler"
+
+
+@functools.cache
+def _configure_torch_compile() -> None:
+    """Process-wide settings, applied once before the first compile (see the module docstring)."""
+    import torch._dynamo.config as dynamo_config
+    from torch._inductor import config as inductor_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT)
+    dynamo_config.fail_on_recompile_limit_hit = True
+    if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ and _cpu_count() <= 2:
+        # A pool of compile workers would compete with the main process for the same two cores.
+        inductor_config.compile_threads = 1
+    cxx, _ = find_cxx()
+    if cxx is not None and os.environ.get("CXX"):
+        inductor_config.cpp.cxx = (None, cxx)  # honour a CXX set after torch was imported
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# -- compiled modules ---------------------------------------------------------------------
+
+
+def _graphs_compiled() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _compile_errors() -> tuple[type[BaseException], ...]:
+    import torch._dynamo.exc as dynamo_exc
+
+    return (dynamo_exc.TorchDynamoException, dynamo_exc.FailOnRecompileLimitHit)
+
+
+def timed_compiled_call(fn: Callable[..., Any], args: tuple[Any, ...], label: str, times: dict[str, float]) -> Any:
+    """Call a compiled ``fn``; if the call compiled a graph, record its wall time in ``times``.
+
+    Compilation errors become one-line PluginErrors that say which module failed.
+    """
+    before = _graphs_compiled()
+    start = time.perf_counter()
+    try:
+        out = fn(*args)
+    except _compile_errors() as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise PluginError(
+            f"torch.compile (inductor) failed for {label}: {type(exc).__name__}: {first_line};"
+            " rerun with TORCH_LOGS=+dynamo,+inductor for details"
+        ) from exc
+    if _graphs_compiled() != before:
+        times[label] = times.get(label, 0.0) + time.perf_counter() - start
+    return out
+
+
+class CompiledNet:
+    """A Net and its compiled forward (and forward_layers), with the batch marked dynamic."""
+
+    def __init__(self, net: Net, label: str, times: dict[str, float]) -> None:
+        _configure_torch_compile()
+        self.net = net
+        self.label = label
+        self.times = times
+        self._forward = torch.compile(net, dynamic=False, fullgraph=True)
+        self._layers: Callable[..., Any] | None = None
+        self._tensors = dict(net.named_parameters())
+
+    def load(self, params: dict[str, np.ndarray]) -> None:
+        with torch.no_grad():
+            for name, tensor in self._tensors.items():
+                tensor.copy_(torch.as_tensor(np.asarray(params[name])))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        torch._dynamo.mark_dynamic(x, 0)
+        return timed_compiled_call(self._forward, (x,), self._label(x), self.times)  # type: ignore[no-any-return]
+
+    def layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self._layers is None:
+            self._layers = torch.compile(self.net.forward_layers, dynamic=False, fullgraph=True)
+        torch._dynamo.mark_dynamic(x, 0)
+        return timed_compiled_call(self._layers, (x,), self._label(x), self.times)  # type: ignore[no-any-return]
+
+    def parameters_numpy(self) -> dict[str, np.ndarray]:
+        # Copies: the cached module's tensors are overwritten by the next call.
+        return {name: to_numpy(t).copy() for name, t in self.net.state_dict().items()}
+
+    def _label(self, x: torch.Tensor) -> str:
+        return f"{self.label}, batch {x.shape[0]}]"
+
+
+def compiled_net(spec: NetSpec, device: str, dtype: str, mode: str) -> CompiledNet:
+    """The session-wide compiled Net for (spec, device, dtype, mode); built on first use."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not one of {MODES}")
+    key = (spec, device, dtype, mode)
+    if key not in _CACHE:
+        net = Net(spec).to(device=device, dtype=torch_dtype(dtype))
+        _CACHE[key] = CompiledNet(net, f"{spec.describe()} [{device} {dtype} {mode}", COMPILE_TIMES)
+    return _CACHE[key]
+
+
+def _compiled_function(kind: str, name: str) -> Callable[..., Any]:
+    """A compiled activation or loss; ``dynamic=True``: any shape, elementwise or summed."""
+    if (kind, name) not in _FUNCTIONS:
+        _configure_torch_compile()
+        if kind == "activation":
+            function = getattr(torch, name)  # torch.relu, torch.tanh, torch.sigmoid
+
+            def apply(x: torch.Tensor) -> torch.Tensor:
+                return function(x)  # type: ignore[no-any-return]
+
+        else:
+
+            def apply(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # type: ignore[misc]
+                return torch_loss(name, logits, target)
+
+        _FUNCTIONS[kind, name] = torch.compile(apply, dynamic=True, fullgraph=True)
+    return _FUNCTIONS[kind, name]
+
+
+# -- prepared nets for benchmarks ---------------------------------------------------------
+
+
+class PreparedCompiledNet:
+    """One compiled Net with its own parameters, for timing steady state on the device.
+
+    ``forward`` and ``train_step`` take device tensors (see ``to_device``; NumPy arrays are
+    copied to the device first) and return device tensors without synchronising. ``train_step`` updates
+    this object's parameters in place. ``compile_seconds`` sums the calls that compiled;
+    dynamo shares compiled graphs between Net instances, so it is near zero when the
+    session already compiled the same spec, dtype and batch range.
+    """
+
+    setup_kind = "compile"
+
+    def __init__(self, spec: NetSpec, params: dict[str, np.ndarray], *, device: str, dtype: str) -> None:
+        self.spec, self.device, self.dtype = spec, device, check_dtype(dtype)
+        self.times: dict[str, float] = {}
+        self.compiled = CompiledNet(
+            build_net(spec, params, device, self.dtype), f"prepared {spec.describe()}", self.times
+        )
+        self.optimizer = torch.optim.SGD(self.compiled.net.parameters(), lr=0.0)
+
+    @property
+    def compile_seconds(self) -> float:
+        return sum(self.times.values())
+
+    @property
+    def setup_seconds(self) -> float:
+        return self.compile_seconds
+
+    def to_device(self, array: np.ndarray) -> torch.Tensor:
+        """Inputs and sse targets in the prepared dtype; integer labels as int64."""
+        if array.dtype.kind in "iu":
+            return to_tensor(array.astype(np.int64), self.device)
+        return to_tensor(array, self.device, self.dtype)
+
+    def forward(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return self.compiled(self._input(x))
+
+    def train_step(
+        self, x: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, *, loss: str, lr: float
+    ) -> torch.Tensor:
+        """One SGD step on this object's parameters; returns the loss (before the step)."""
+        x = self._input(x)
+        if isinstance(target, np.ndarray):
+            target = loss_target(loss, self.spec.check_target(loss, target, x.shape[0]), self.device, self.dtype)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        value = torch_loss(loss, self.compiled(x), target)
+        value.backward()
+        self.optimizer.step()
+        return value.detach()
+
+    def params(self) -> dict[str, np.ndarray]:
+        return self.compiled.parameters_numpy()
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def _input(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        if isinstance(x, np.ndarray):
+            return to_tensor(self.spec.check_input(x), self.device, self.dtype)
+        return x
+
+
+# -- the backend --------------------------------------------------------------------------
+
+
+class CompiledBackend:
+    """``torch.compile`` (inductor) of the eager Net; see the module docstring for the cache."""
+
+    name = "compile"
+    capabilities = frozenset(
+        {
+            Capability.FORWARD,
+            Capability.INTERMEDIATES,
+            Capability.BACKWARD,
+            Capability.TRAIN_STEP,
+            Capability.ACTIVATIONS,
+            Capability.LOSSES,
+        }
+    )
+    dtypes = ("float32", "float64")
+
+    def __init__(self) -> None:
+        self.version = f"torch {torch.__version__} inductor" if torch is not None else "torch missing"
+        self.compile_times = COMPILE_TIMES
+        self.devices: tuple[str, ...] = ("cpu", "cuda") if torch is not None and _cuda_with_triton() else ("cpu",)
+
+    def availability(self) -> Availability:
+        if torch is None:
+            return Availability.missing("torch cannot be imported")
+        cxx, why = find_cxx()
+        if cxx is None:
+            return Availability.missing(f"inductor needs a C++ compiler: {why}")
+        return Availability.ok()
+
+    def prepare(self, spec: NetSpec, params: dict[str, np.ndarray], *, device: str, dtype: str) -> PreparedCompiledNet:
+        return PreparedCompiledNet(spec, spec.check_parameters(params), device=device, dtype=dtype)
+
+    # -- forward ----------------------------------------------------------------------
+
+    def forward(
+        self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
+    ) -> np.ndarray:
+        module = self._loaded(spec, params, device, dtype, "forward", x)
+        with torch.no_grad():
+            return to_numpy(module(to_tensor(x, device, dtype)))
+
+    def intermediates(
+        self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
+    ) -> dict[str, np.ndarray]:
+        module = self._loaded(spec, params, device, dtype, "intermediates", x)
+        with torch.no_grad():
+            return {name: to_numpy(t) for name, t in module.layers(to_tensor(x, device, dtype)).items()}
+
+    # -- backward and training ------------------------------------------------------------
+
+    def gradients(
+        self,
+        spec: NetSpec,
+        params: dict[str, np.ndarray],
+        x: np.ndarray,
+        target: np.ndarray,
+        *,
+        loss: str,
+        device: str,
+        dtype: str,
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        spec.check_target(loss, target, spec.check_input(x).shape[0])
+        module = self._loaded(spec, params, device, dtype, "gradients", x)
+        module.net.zero_grad(set_to_none=True)
+        inputs = to_tensor(x, device, dtype).requires_grad_(True)
+        value = torch_loss(loss, module(inputs), loss_target(loss, target, device, dtype))
+        value.backward()
+        grads = {name: _grad(p) for name, p in module.net.named_parameters()}
+        grads["input"] = _grad(inputs)
+        return float(value.item()), grads
+
+    def train_step(
+        self,
+        spec: NetSpec,
+        params: dict[str, np.ndarray],
+        x: np.ndarray,
+        target: np.ndarray,
+        *,
+        loss: str,
+        lr: float,
+        device: str,
+        dtype: str,
+    ) -> dict[str, np.ndarray]:
+        spec.check_target(loss, target, spec.check_input(x).shape[0])
+        module = self._loaded(spec, params, device, dtype, "train_step", x)
+        optimizer = torch.optim.SGD(module.net.parameters(), lr=lr)
+        optimizer.zero_grad(set_to_none=True)
+        torch_loss(loss, module(to_tensor(x, device, dtype)), loss_target(loss, target, device, dtype)).backward()
+        optimizer.step()
+        return module.parameters_numpy()
+
+    # -- activations and losses -----------------------------------------------------------
+
+    def activation(self, name: str, x: np.ndarray) -> np.ndarray:
+        function = _compiled_function("activation", _check_choice("activation", name, ACTIVATIONS))
+        with torch.no_grad():
+            return to_numpy(
+                timed_compiled_call(function, (torch.tensor(x),), f"activation {name} {x.dtype}", COMPILE_TIMES)
+            )
+
+    def activation_grad(self, name: str, x: np.ndarray) -> np.ndarray:
+        function = _compiled_function("activation", _check_choice("activation", name, ACTIVATIONS))
+        inputs = torch.tensor(x, requires_grad=True)
+        out = timed_compiled_call(function, (inputs,), f"activation_grad {name} {x.dtype}", COMPILE_TIMES)
+        out.backward(torch.ones_like(out))
+        assert inputs.grad is not None
+        return to_numpy(inputs.grad)
+
+    def loss(self, name: str, logits: np.ndarray, target: np.ndarray) -> float:
+        function = _compiled_function("loss", _check_choice("loss", name, LOSSES))
+        target_tensor = loss_target(name, target, "cpu", logits.dtype.name)
+        with torch.no_grad():
+            value = timed_compiled_call(
+                function, (torch.tensor(logits), target_tensor), f"loss {name} {logits.dtype}", COMPILE_TIMES
+            )
+        return float(value.item())
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _loaded(
+        self, spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str, mode: str, x: np.ndarray
+    ) -> CompiledNet:
+        spec.check_input(x)
+        spec.check_parameters(params)
+        module = compiled_net(spec, device, check_dtype(dtype), mode)
+        module.load(params)
+        return module
+
+
+def _check_choice(what: str, name: str, choices: tuple[str, ...]) -> str:
+    if name not in choices:
+        raise SpecError(f"{what} {name!r} is not supported by the compile backend; use one of {', '.join(choices)}")
+    return name
+
+
+def _grad(tensor: torch.Tensor) -> np.ndarray:
+    assert tensor.grad is not None, "backward() did not reach every parameter"
+    return to_numpy(tensor.grad).copy()
+
+
+def _cuda_with_triton() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    from torch.utils._triton import has_triton  # inductor's GPU code generator
+
+    return bool(has_triton())
+
+
+@hookimpl
+def harness_backends() -> list[CompiledBackend]:
+    return [CompiledBackend()]

@@ -1,0 +1,201 @@
+"""The ``onnx`` backend: an exported model file that onnxruntime runs like eager, for any batch.
+
+Every test writes under one temporary artifacts directory, so the model is exported once
+for the module and nothing lands in the repository.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends.eager import EagerBackend
+from harness import SEED_SPEC, Capability, NetSpec, PluginError, SpecError, load_backends
+from harness.testdata import random_images, random_params
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from backends import onnx_backend  # noqa: E402  (after the optional-dependency skips)
+from backends.onnx_backend import OPSET, OnnxBackend  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
+FORWARD_RTOL, FORWARD_ATOL = 1e-4, 1e-5  # float32 against eager float32
+DTYPE = "float32"
+EAGER = EagerBackend()
+
+
+def assert_close(
+    actual: np.ndarray, expected: np.ndarray, *, rtol: float = FORWARD_RTOL, atol: float = FORWARD_ATOL, what: str = ""
+) -> None:
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    directory = tmp_path_factory.mktemp("artifacts")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(onnx_backend.ARTIFACTS_ENV, str(directory))
+        yield directory
+
+
+@pytest.fixture(scope="module")
+def onnx_backend_(artifacts: Path) -> OnnxBackend:
+    backend = OnnxBackend()
+    if not backend.availability().available:
+        pytest.skip(backend.availability().reason)
+    return backend
+
+
+@pytest.fixture(scope="module")
+def params() -> dict[str, np.ndarray]:
+    return random_params(SEED_SPEC, np.random.default_rng(0), DTYPE)
+
+
+@pytest.fixture(scope="module")
+def model_file(onnx_backend_: OnnxBackend, params: dict[str, np.ndarray]) -> Path:
+    onnx_backend_.forward(SEED_SPEC, params, images(2), device="cpu", dtype=DTYPE)
+    return onnx_backend_.model_path(SEED_SPEC, DTYPE)
+
+
+def images(batch: int, spec: NetSpec = SEED_SPEC) -> np.ndarray:
+    return random_images(spec, batch, np.random.default_rng(batch), DTYPE)
+
+
+# -- declared contract ----------------------------------------------------------------------
+
+
+def test_registered_as_an_export_only_float32_backend() -> None:
+    backend = load_backends().get("onnx")
+    assert backend.capabilities == frozenset({Capability.FORWARD, Capability.INTERMEDIATES})
+    assert backend.dtypes == ("float32",), "onnxruntime's CPU provider has no float64 Conv"
+    assert backend.version.endswith(f"opset {OPSET}") and backend.version.startswith("onnxruntime ")
+
+
+def test_float64_is_refused_with_the_reason(onnx_backend_: OnnxBackend, params: dict[str, np.ndarray]) -> None:
+    with pytest.raises(PluginError, match="float32 only.*no float64 Conv"):
+        onnx_backend_.forward(SEED_SPEC, params, images(2).astype(np.float64), device="cpu", dtype="float64")
+
+
+# -- numerics against eager, any batch --------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64], ids=lambda b: f"batch{b}")
+def test_forward_matches_eager(onnx_backend_: OnnxBackend, params: dict[str, np.ndarray], batch: int) -> None:
+    x = images(batch)
+    actual = onnx_backend_.forward(SEED_SPEC, params, x, device="cpu", dtype=DTYPE)
+    assert actual.dtype == np.float32 and actual.shape == (batch, SEED_SPEC.num_classes)
+    assert_close(actual, EAGER.forward(SEED_SPEC, params, x, device="cpu", dtype=DTYPE))
+
+
+def test_intermediates_are_exported_outputs(onnx_backend_: OnnxBackend, params: dict[str, np.ndarray]) -> None:
+    x = images(7)
+    actual = onnx_backend_.intermediates(SEED_SPEC, params, x, device="cpu", dtype=DTYPE)
+    expected = EAGER.intermediates(SEED_SPEC, params, x, device="cpu", dtype=DTYPE)
+    assert list(actual) == list(SEED_SPEC.layer_names())
+    for name in expected:
+        assert_close(actual[name], expected[name], what=name)
+
+
+def test_one_export_serves_new_parameters(onnx_backend_: OnnxBackend, model_file: Path) -> None:
+    exported = dict(onnx_backend_.export_times)
+    x = images(7)
+    for seed in (10, 11):
+        params = random_params(SEED_SPEC, np.random.default_rng(seed), DTYPE)
+        expected = EAGER.forward(SEED_SPEC, params, x, device="cpu", dtype=DTYPE)
+        assert_close(onnx_backend_.forward(SEED_SPEC, params, x, device="cpu", dtype=DTYPE), expected)
+    assert onnx_backend_.export_times == exported, "new parameters must not trigger a new export"
+
+
+def test_another_spec_gets_its_own_model(onnx_backend_: OnnxBackend, model_file: Path) -> None:
+    spec = NetSpec(height=32, width=32, activation="tanh")
+    params = random_params(spec, np.random.default_rng(1), DTYPE)
+    x = images(3, spec)
+    assert_close(
+        onnx_backend_.forward(spec, params, x, device="cpu", dtype=DTYPE),
+        EAGER.forward(spec, params, x, device="cpu", dtype=DTYPE),
+    )
+    assert onnx_backend_.model_path(spec, DTYPE) != model_file and onnx_backend_.model_path(spec, DTYPE).is_file()
+
+
+# -- the model file -------------------------------------------------------------------------
+
+
+def test_model_file_is_written_checked_and_batch_dynamic(
+    onnx_backend_: OnnxBackend, model_file: Path, artifacts: Path
+) -> None:
+    assert model_file.parent == artifacts / "onnx" and model_file.name.startswith("net-")
+    model = onnx.load(str(model_file))
+    onnx.checker.check_model(model, full_check=True)
+    assert onnx_backend_.opset == OPSET
+    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {OPSET}
+    inputs = {i.name: i for i in model.graph.input}
+    assert list(inputs) == ["input", *SEED_SPEC.parameter_shapes()], "weights are graph inputs"
+    assert not set(inputs) & {init.name for init in model.graph.initializer}
+    assert inputs["input"].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [o.name for o in model.graph.output] == list(SEED_SPEC.layer_names())
+    assert any(key.startswith(SEED_SPEC.describe()) for key in onnx_backend_.export_times)
+
+
+def test_a_deleted_model_file_is_exported_again(onnx_backend_: OnnxBackend, params: dict[str, np.ndarray]) -> None:
+    spec = NetSpec(activation="sigmoid")
+    onnx_backend_.forward(spec, params, images(2), device="cpu", dtype=DTYPE)
+    path = onnx_backend_.model_path(spec, DTYPE)
+    path.unlink()
+    onnx_backend_.forward(spec, params, images(2), device="cpu", dtype=DTYPE)
+    assert path.is_file()
+
+
+# -- errors name the file -------------------------------------------------------------------
+
+
+def test_missing_model_file_is_named(onnx_backend_: OnnxBackend, tmp_path: Path) -> None:
+    missing = tmp_path / "gone.onnx"
+    with pytest.raises(PluginError, match=f"model file {re.escape(str(missing))} does not exist"):
+        onnx_backend_.load_session(missing)
+
+
+def test_corrupt_model_file_is_named(onnx_backend_: OnnxBackend, model_file: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(model_file.read_bytes()[:1000])
+    with pytest.raises(
+        PluginError, match=f"model file {re.escape(str(truncated))} is not a valid ONNX model: "
+    ) as info:
+        onnx_backend_.load_session(truncated)
+    assert "\n" not in str(info.value)
+
+
+def test_wrong_image_size_is_rejected_by_the_graph(
+    onnx_backend_: OnnxBackend, model_file: Path, params: dict[str, np.ndarray]
+) -> None:
+    model = onnx_backend_.load_session(model_file)
+    feeds = {"input": np.zeros((2, 3, 32, 32), np.float32), **params}
+    with pytest.raises(
+        SpecError, match=f"model file {re.escape(str(model_file))} rejected the input: .*index: 2 Got: 32 Expected: 40"
+    ):
+        model.run(feeds, ["fc3"])
+
+
+def test_wrong_image_size_is_a_spec_error_before_running(
+    onnx_backend_: OnnxBackend, params: dict[str, np.ndarray]
+) -> None:
+    with pytest.raises(SpecError, match="32x32 but the spec expects 40x40"):
+        onnx_backend_.forward(SEED_SPEC, params, np.zeros((2, 3, 32, 32), np.float32), device="cpu", dtype=DTYPE)
+
+
+# -- prepared models for benchmarks ---------------------------------------------------------
+
+
+def test_prepared_model_binds_weights_once(
+    onnx_backend_: OnnxBackend, params: dict[str, np.ndarray], model_file: Path
+) -> None:
+    prepared = onnx_backend_.prepare(SEED_SPEC, params, device="cpu", dtype=DTYPE)
+    assert prepared.export_seconds > 0
+    for batch in (1, 7):
+        x = images(batch)
+        assert_close(prepared.forward(x), EAGER.forward(SEED_SPEC, params, x, device="cpu", dtype=DTYPE))
