@@ -43,12 +43,8 @@ def compare(what: str, actual: np.ndarray, expected: np.ndarray, tolerance: Tole
         worst = np.inf
     measurement = Measurement(
         what=what,
-        max_abs_error=float(np.nanmax(diff))
-        if diff.size and not np.all(np.isnan(diff))
-        else (np.inf if diff.size else 0.0),
-        max_rel_error=float(np.nanmax(rel))
-        if rel.size and not np.all(np.isnan(rel))
-        else (np.inf if rel.size else 0.0),
+        max_abs_error=_max_or_inf(diff),
+        max_rel_error=_max_or_inf(rel),
         rtol=tolerance.rtol,
         atol=tolerance.atol,
         headroom=(1.0 / worst) if worst > 0 else np.inf,
@@ -80,6 +76,11 @@ def first_divergent_layer(
         if failure:
             return name
     return None
+
+
+def _max_or_inf(values: np.ndarray) -> float:
+    """The largest element, where NaN counts as infinitely large (0 for an empty array)."""
+    return float(np.max(np.where(np.isnan(values), np.inf, values))) if values.size else 0.0
 
 
 def _where(values: np.ndarray) -> tuple[int, ...]:

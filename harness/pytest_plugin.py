@@ -68,6 +68,8 @@ class HarnessState:
         self._deviations: dict[str, list[KnownDeviation]] = {}
         self._overrides: dict[str, list[ToleranceOverride]] = {}
         self.writer: ResultsWriter | None = None
+        if not hasattr(config, "workerinput"):
+            _check_writable(self.results_path)
 
     def _select(self, values: list[str]) -> list[str]:
         names = [n.strip() for value in (values or ["all"]) for n in value.split(",")]
@@ -132,6 +134,16 @@ class HarnessState:
 
 def _describe(backend: Backend) -> dict[str, Any]:
     return {"version": backend.version, "capabilities": sorted(c.value for c in backend.capabilities)}
+
+
+def _check_writable(path: Path) -> None:
+    """Fail at start-up, not mid-run, if the results file cannot be written (nothing is truncated)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise pytest.UsageError(f"cannot write --conformance-results {path}: {exc.strerror or exc}") from None
 
 
 def _parse_device(value: str) -> str:

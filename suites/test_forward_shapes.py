@@ -34,7 +34,9 @@ def test_output_shape(backend: Backend, dtype: str, device: str, batch: int, rng
         spec, params_for(spec, rng, dtype), images(spec, batch, rng, dtype), device=device, dtype=dtype
     )
     assert isinstance(out, np.ndarray), f"forward returned {type(out).__name__}, not numpy.ndarray"
-    assert out.shape == spec.output_shape(batch)
+    assert out.shape == spec.output_shape(batch), (
+        f"forward returned shape {out.shape}, the spec says {spec.output_shape(batch)}"
+    )
     assert out.dtype == np.dtype(dtype), f"forward returned {out.dtype} for {dtype} input"
 
 
@@ -47,8 +49,10 @@ def test_output_shape_variants(
     out = backend.forward(
         spec, params_for(spec, rng, dtype), images(spec, batch, rng, dtype), device=device, dtype=dtype
     )
-    assert out.shape == spec.output_shape(batch)
-    assert out.dtype == np.dtype(dtype)
+    assert out.shape == spec.output_shape(batch), (
+        f"forward returned shape {out.shape}, the spec says {spec.output_shape(batch)}"
+    )
+    assert out.dtype == np.dtype(dtype), f"forward returned {out.dtype} for {dtype} input"
 
 
 @pytest.mark.requires("intermediates")

@@ -27,6 +27,8 @@ def check_forward(
     x = random_images(spec, batch, rng, dtype)
     expected = oracle.forward_layers(spec, as_float64(params), x.astype(np.float64))
     actual = backend.forward(spec, params, x, device=device, dtype=dtype)
+    if np.asarray(actual).dtype != np.dtype(dtype):
+        conformance.fail(f"forward returned {np.asarray(actual).dtype} for {dtype} input and parameters")
     layers = None
     if supports(backend, Capability.INTERMEDIATES):
         layers = (backend.intermediates(spec, params, x, device=device, dtype=dtype), expected)
