@@ -59,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     Each step's results are written as they arrive, so an interrupted or failing step still
     leaves a report of what finished. Exit status: 0 only if every step passed.
     """
+    _check_backend_names(args.backend)
     out = _writable_dir(args.out)
     suites = _suites_dir()
     conformance, benchmarks = out / "conformance.jsonl", out / "benchmarks.json"
@@ -96,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if code == 130:
             interrupted = True
             break
+        if code in (3, 4):  # pytest's internal and usage errors: the next step would fail alike
+            raise UsageError(f"the {title} step stopped with pytest exit code {code}; see its message above")
         status = status or code
     print(f"netharness [{len(steps) + 1}/{len(steps) + 1}] report", flush=True)
     inputs = [str(path) for path in (conformance, benchmarks) if path.exists()]
@@ -105,6 +108,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cmd_report(argparse.Namespace(results=inputs, out=str(out)))
     return 130 if interrupted else status
+
+
+def cmd_mutants(args: argparse.Namespace) -> int:
+    """The suite's self-test: every planted-bug mutant of eager must fail a check.
+
+    Exit status: 0 if every mutant was caught and eager passed, 1 if a mutant survived,
+    2 if eager itself failed a check.
+    """
+    from harness.mutation import run_mutants
+
+    return run_mutants(seed=args.seed, quick=args.quick, results=Path(args.results) if args.results else None)
+
+
+def _check_backend_names(selection: str) -> None:
+    """Reject unknown names before any work starts, as the pytest plugin would."""
+    registry = load_backends()
+    known = {"all", *registry.names(), *(f.plugin for f in registry.failures)}
+    names = [name.strip() for name in selection.split(",")]
+    unknown = [name for name in names if name not in known]
+    if unknown or not any(names):
+        valid = ", ".join(["all", *registry.names()])
+        raise UsageError(f"unknown backend {(unknown or [selection])[0]!r} for --backend; valid names: {valid}")
 
 
 def _pytest(args: list[str], env: dict[str, str]) -> int:
@@ -156,8 +181,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="a short smoke run")
     run.add_argument("--strict-backends", action="store_true", help="fail on unavailable backends")
     run.set_defaults(func=cmd_run)
+
+    mutants = sub.add_parser("mutants", help="run the suite on planted-bug variants of eager; all must be caught")
+    mutants.add_argument("--seed", default=0, type=_non_negative_int, metavar="INT", help="seed (default: 0)")
+    mutants.add_argument(
+        "--quick", action="store_true", help="run only the check each mutant declares (default: the float64 suite)"
+    )
+    mutants.add_argument(
+        "--results", default=None, metavar="PATH", help="keep the per-check results here (default: a temporary file)"
+    )
+    mutants.set_defaults(func=cmd_mutants)
+    fidelity = sub.add_parser(
+        "fidelity", help="time one configuration with the harness and with torch's Timer; they should agree"
+    )
+    fidelity.add_argument("--backend", default="eager", metavar="NAME", help="backend (default: eager)")
+    fidelity.add_argument("--phase", default="forward", choices=("forward", "train_step"), help="(default: forward)")
+    fidelity.add_argument("--batch", default=64, type=_positive_int, metavar="N", help="batch size (default: 64)")
+    fidelity.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default: cpu)")
+    fidelity.add_argument("--trials", default=3, type=_positive_int, metavar="N", help="alternations (default: 3)")
+    fidelity.add_argument("--seconds", default=1.0, type=float, metavar="S", help="time per measurement (default: 1)")
+    fidelity.set_defaults(func=cmd_fidelity)
     add_commands(sub)
     return parser
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    """Print the harness's and torch.utils.benchmark's medians for one configuration."""
+    from harness.fidelity import run_fidelity
+
+    return run_fidelity(args.backend, args.phase, args.batch, args.device, args.trials, args.seconds)
+
+
+def _positive_int(value: str) -> int:
+    number = _non_negative_int(value)
+    if number == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
 
 
 def _non_negative_int(value: str) -> int:

@@ -1,58 +1,151 @@
-"""The conformance suite catches each planted defect in the check that names it."""
+"""The conformance suite catches every planted defect, each in the check that names it.
+
+One ``netharness mutants`` run (module-scoped, the command's default selection) feeds every
+test here; a surviving mutant fails ``test_mutant_is_caught_by_its_declared_check``.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pytest
 
-from tests.conftest import ROOT
-from tests.mutants import MUTANTS
+from backends.eager import EagerBackend
+from harness import NetSpec, cli
+from harness.manager import BUILTIN_PLUGINS
+from harness.mutants import MUTANTS, Mutant, NetMutant
+from harness.mutation import EXIT_BASELINE_BROKEN, EXIT_SURVIVORS, read_records, render, summarize
+from harness.testdata import random_images, random_params, random_target
+
+# The module fixture runs the whole suite over two dozen backends: give it room on a busy machine.
+pytestmark = pytest.mark.timeout(900)
+
+FAMILIES = {"shapes", "forward", "gradients", "init", "activations", "losses", "training", "hygiene"}
+
+
+@dataclass
+class MutantsRun:
+    exit_status: int
+    output: str
+    records: list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-def mutant_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
-    """One pytest run of the relevant checks, float64 only, over eager and every mutant."""
-    import subprocess
-    import sys
-
-    tmp = tmp_path_factory.mktemp("mutants")
-    site = tmp / "site"
-    info = site / "netharness_mutants-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: netharness-mutants\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[netharness.backends]\nmutants = tests.mutants\n")
-    results = tmp / "results.jsonl"
-    names = ",".join(["eager", *(f"mutant-{m.defect}" for m in MUTANTS)])
-    checks = sorted({m.caught_by for m in MUTANTS})
-    command = [
-        sys.executable, "-m", "pytest", str(ROOT / "suites"), "-p", "no:cacheprovider", "-q",
-        f"--backend={names}", f"--conformance-results={results}",
-        "-k", f"({' or '.join(f'test_{c}' for c in checks)}) and float64 and not variants",
-    ]  # fmt: skip
-    env = {
-        **__import__("os").environ,
-        "PYTHONPATH": f"{site}:{ROOT}",
-        "NETHARNESS_DISABLE_PLUGINS": "compile,numpy,onnx",
-    }
-    subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, timeout=600, check=False)
-    return [json.loads(line) for line in Path(results).read_text().splitlines()]
+def mutants_run(tmp_path_factory: pytest.TempPathFactory) -> MutantsRun:
+    """``netharness mutants`` run once, in-process (the suite itself runs in its child pytest)."""
+    results = tmp_path_factory.mktemp("mutants") / "conformance.jsonl"
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        status = cli.main(["mutants", f"--results={results}"])
+    return MutantsRun(status, output.getvalue(), read_records(results))
 
 
-def outcomes(records: list[dict[str, object]], backend: str, check: str) -> set[object]:
+def outcomes(records: list[dict[str, Any]], backend: str, check: str) -> set[object]:
     return {r["outcome"] for r in records if r.get("backend") == backend and r.get("check") == check}
 
 
+# -- the mutants themselves (no suite run) -------------------------------------------------------
+
+
+def test_enough_mutants_covering_every_family() -> None:
+    names = [f"mutant-{m.defect}" for m in MUTANTS]
+    assert len(MUTANTS) >= 15
+    assert len(set(names)) == len(names), "two mutants share a defect name"
+    assert {m.family for m in MUTANTS} >= FAMILIES
+    assert all(m.caught_by and m.description() for m in MUTANTS)
+
+
+def test_mutants_are_not_a_builtin_plugin() -> None:
+    assert "harness.mutants" not in BUILTIN_PLUGINS.values()
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_mutant_net_without_a_defect_is_eager(activation: str) -> None:
+    """The network the network-level mutants bend is, unbent, bit for bit the eager Net."""
+    spec = NetSpec(activation=activation)
+    rng = np.random.default_rng(0)
+    params, x = random_params(spec, rng), random_images(spec, 3, rng)
+    target = random_target(spec, "cross_entropy", 3, rng)
+    eager, unbent = EagerBackend(), NetMutant()
+    run = {"device": "cpu", "dtype": "float64"}
+    expected, actual = eager.intermediates(spec, params, x, **run), unbent.intermediates(spec, params, x, **run)
+    assert list(actual) == list(expected)
+    assert all(np.array_equal(actual[name], expected[name]) for name in expected)
+    assert np.array_equal(unbent.forward(spec, params, x, **run), eager.forward(spec, params, x, **run))
+    value, grads = unbent.gradients(spec, params, x, target, loss="cross_entropy", **run)
+    expected_value, expected_grads = eager.gradients(spec, params, x, target, loss="cross_entropy", **run)
+    assert value == expected_value
+    assert all(np.array_equal(grads[name], expected_grads[name]) for name in expected_grads)
+
+
+# -- tabulating: a survivor or a broken baseline is not a pass ------------------------------------
+
+
+def record(backend: str, check: str, outcome: str) -> dict[str, Any]:
+    return {"backend": backend, "check": check, "outcome": outcome, "test_id": f"{check}[{backend}]", "reason": "r"}
+
+
+def test_a_survivor_makes_the_run_fail() -> None:
+    caught, survivor = MUTANTS[0], MUTANTS[1]
+    records = [
+        {"kind": "run_start"},
+        record("eager", "forward_values", "passed"),
+        record(f"mutant-{caught.defect}", "output_shape", "passed"),
+        record(f"mutant-{caught.defect}", "forward_values", "failed"),
+        record(f"mutant-{survivor.defect}", "forward_values", "passed"),
+    ]
+    report = summarize(records, [caught, survivor])
+    assert report.exit_status() == EXIT_SURVIVORS
+    assert [m.first for m in report.mutants] == ["forward_values", ""]
+    table = render(report)
+    assert "caught 1/2 (kill rate 50%)" in table
+    assert f"SURVIVED: mutant-{survivor.defect}" in table
+
+
+def test_a_failing_baseline_is_reported_before_survivors() -> None:
+    mutant = MUTANTS[0]
+    records = [record("eager", "gradients", "failed"), record(f"mutant-{mutant.defect}", "gradients", "failed")]
+    report = summarize(records, [mutant])
+    assert report.exit_status() == EXIT_BASELINE_BROKEN
+    assert "baseline broken: eager failed gradients[eager]" in render(report)
+    assert summarize([record(f"mutant-{mutant.defect}", "gradients", "failed")], [mutant]).baseline_broken
+
+
+# -- the suite run -----------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.defect)
-def test_mutant_fails_the_check_that_names_it(mutant: type, mutant_results: list[dict[str, object]]) -> None:
-    got = outcomes(mutant_results, f"mutant-{mutant.defect}", mutant.caught_by)
-    assert "failed" in got, f"{mutant.defect} was not caught by {mutant.caught_by}: outcomes {got}"
-    assert outcomes(mutant_results, "eager", mutant.caught_by) == {"passed"}
+def test_mutant_is_caught_by_its_declared_check(mutant: type[Mutant], mutants_run: MutantsRun) -> None:
+    got = outcomes(mutants_run.records, f"mutant-{mutant.defect}", mutant.caught_by)
+    assert "failed" in got, f"{mutant.defect} ({mutant.description()}) survived {mutant.caught_by}: outcomes {got}"
 
 
-def test_failure_message_says_how_bad_and_how_to_reproduce(mutant_results: list[dict[str, object]]) -> None:
-    failed = [r for r in mutant_results if r.get("backend") == "mutant-relu-on-logits" and r.get("outcome") == "failed"]
+def test_eager_is_clean(mutants_run: MutantsRun) -> None:
+    eager = [r for r in mutants_run.records if r.get("backend") == "eager"]
+    assert eager, "eager ran no checks"
+    assert {r["outcome"] for r in eager} <= {"passed", "skipped"}
+    declared = {m.caught_by for m in MUTANTS}
+    assert declared <= {r["check"] for r in eager if r["outcome"] == "passed"}
+
+
+def test_command_prints_the_table_and_exits_0(mutants_run: MutantsRun) -> None:
+    assert mutants_run.exit_status == 0, mutants_run.output
+    lines = mutants_run.output.splitlines()
+    assert any(line.split()[:3] == ["mutant", "defect", "expected"] for line in lines if line.strip())
+    for mutant in MUTANTS:
+        row = next(line for line in lines if line.startswith(f"mutant-{mutant.defect} "))
+        assert mutant.caught_by in row and " yes " in row, row
+    assert f"caught {len(MUTANTS)}/{len(MUTANTS)} (kill rate 100%)" in mutants_run.output
+
+
+def test_failure_message_says_how_bad_and_how_to_reproduce(mutants_run: MutantsRun) -> None:
+    failed = [
+        r for r in mutants_run.records if r.get("backend") == "mutant-relu-on-logits" and r.get("outcome") == "failed"
+    ]
     reason = str(failed[0]["reason"])
     assert "mismatched elements" in reason and "greatest absolute difference" in reason
     assert "tolerance rtol=" in reason and "first divergent layer: fc3" in reason

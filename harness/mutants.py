@@ -1,0 +1,444 @@
+"""Planted-bug variants of the eager backend: the conformance suite's self-test.
+
+Each mutant is the correct :class:`~backends.eager.EagerBackend` with exactly one realistic
+defect, and names the check (``caught_by``) that must fail because of it. ``netharness
+mutants`` (see :mod:`harness.mutation`) runs the suite over all of them and reports the kill
+rate: a mutant that passes every check is a hole in the suite.
+
+This module is a plugin (``harness_backends`` returns every mutant), loaded only when asked
+for, through a ``netharness.backends`` entry point; it is never a built-in.
+
+Defects that live in the network itself (a kernel, a pool, the flatten, the activation's
+backward) are planted in :class:`MutantNet`, so the forward pass, the intermediates, the
+gradients and the training step all see the same bug, as they would in a real backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from backends.eager import EagerBackend, Net, torch_dtype
+from harness import NetSpec, hookimpl
+
+Params = dict[str, np.ndarray]
+
+
+class Mutant(EagerBackend):
+    """The eager backend with one defect; the first docstring line describes it."""
+
+    defect = ""
+    """Short kebab-case name of the defect; the backend is ``mutant-<defect>``."""
+    family = ""
+    """Which part of the suite the defect targets (shapes, forward, gradients, init, ...)."""
+    caught_by = ""
+    """The check that must fail on this mutant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = f"mutant-{self.defect}"
+
+    @classmethod
+    def description(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+
+# -- the network: one defect in one layer ----------------------------------------------------
+
+
+class MutantNet(Net):
+    """``Net.forward_layers`` split into overridable steps; with no override it is exactly ``Net``."""
+
+    def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self, name)(x)
+
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(x)
+
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        return F.max_pool2d(x, window)
+
+    def flatten(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x, 1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def forward_layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name, stage in zip(self.spec.conv_names, self.spec.conv_stages):
+            x = out[name] = self.conv(name, x)
+            x = out[f"{name}.act"] = self.act(x)
+            x = out[f"{name}.pool"] = self.pool(x, stage.pool)
+        x = out["flatten"] = self.flatten(x)
+        last = self.spec.linear_names[-1]
+        for name in self.spec.linear_names:
+            x = getattr(self, name)(x)
+            if name != last:
+                out[name] = x
+                x = out[f"{name}.act"] = self.act(x)
+        out[last] = self.logits(x)
+        return out
+
+
+class NetMutant(Mutant):
+    """A mutant whose cached networks are ``net_class`` instead of ``Net``."""
+
+    net_class: type[MutantNet] = MutantNet
+
+    def _net(self, spec: NetSpec, params: Params, device: str, dtype: str) -> Net:
+        key = (spec, device, dtype)
+        if key not in self._nets:  # EagerBackend._net then only copies the parameters in
+            self._nets[key] = self.net_class(spec).to(device=device, dtype=torch_dtype(dtype))
+        return super()._net(spec, params, device, dtype)
+
+
+class _TransposedKernelNet(MutantNet):
+    def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        layer = getattr(self, name)
+        return F.conv2d(x, layer.weight.transpose(-1, -2), layer.bias)  # OIWH read as OIHW
+
+
+class _FlippedKernelNet(MutantNet):
+    def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        layer = getattr(self, name)
+        return F.conv2d(x, layer.weight.flip(-1, -2), layer.bias)  # true convolution
+
+
+class _ShiftedPaddingNet(MutantNet):
+    def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        layer = getattr(self, name)
+        return F.conv2d(x, layer.weight, layer.bias, padding=1)[..., :-2, :-2]  # crop should be [1:-1]
+
+
+class _OverlappingPoolNet(MutantNet):
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        return F.max_pool2d(x, window + 1, stride=window, ceil_mode=True)  # same shapes, other windows
+
+
+class _MinPoolNet(MutantNet):
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        return -F.max_pool2d(-x, window)
+
+
+class _ChannelsLastFlattenNet(MutantNet):
+    def flatten(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x.permute(0, 2, 3, 1), 1)  # (row, column, channel) order
+
+
+class _ReluLogitsNet(MutantNet):
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
+
+
+class _ReluMaskFromOutput(torch.autograd.Function):
+    """ReLU whose backward builds its mask from the output with ``>=``: always true."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = x.clamp(min=0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad * (y >= 0)  # should be (x > 0)
+
+
+class _ReluMaskNet(MutantNet):
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec.activation != "relu":
+            return super().act(x)
+        out: torch.Tensor = _ReluMaskFromOutput.apply(x)
+        return out
+
+
+class FlattenOrder(NetMutant):
+    """flatten in (row, column, channel) order instead of NCHW's (channel, row, column)"""
+
+    defect, family, caught_by, net_class = "flatten-order", "shapes", "forward_values", _ChannelsLastFlattenNet
+
+
+class TransposedKernel(NetMutant):
+    """conv kernels read with height and width swapped"""
+
+    defect, family, caught_by, net_class = "transposed-kernel", "forward", "forward_values", _TransposedKernelNet
+
+
+class FlippedKernel(NetMutant):
+    """true convolution: kernels flipped in both spatial axes"""
+
+    defect, family, caught_by, net_class = "flipped-kernel", "forward", "forward_values", _FlippedKernelNet
+
+
+class ShiftedPadding(NetMutant):
+    """conv padded by 1, then cropped at the wrong offset (maps shift a pixel)"""
+
+    defect, family, caught_by, net_class = "shifted-padding", "forward", "forward_values", _ShiftedPaddingNet
+
+
+class OverlappingPool(NetMutant):
+    """max-pool window off by one (3x3, stride 2, ceil mode): same shapes"""
+
+    defect, family, caught_by, net_class = "pool-window", "forward", "forward_values", _OverlappingPoolNet
+
+
+class MinPool(NetMutant):
+    """pooling takes the minimum of each window"""
+
+    defect, family, caught_by, net_class = "min-pool", "forward", "forward_values", _MinPoolNet
+
+
+class ReluOnLogits(NetMutant):
+    """a ReLU applied to the logits"""
+
+    defect, family, caught_by, net_class = "relu-on-logits", "forward", "forward_values", _ReluLogitsNet
+
+
+class ReluBackwardMask(NetMutant):
+    """ReLU backward masks on output >= 0 (always true) instead of input > 0"""
+
+    defect, family, caught_by, net_class = "relu-backward", "gradients", "gradients", _ReluMaskNet
+
+
+# -- the backend's own methods -------------------------------------------------------------
+
+
+class SqueezedOutput(Mutant):
+    """forward squeezes its output: a batch of 1 gives (classes,)"""
+
+    defect, family, caught_by = "squeezed-output", "shapes", "output_shape"
+
+    def forward(self, spec: NetSpec, params: Params, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
+        return super().forward(spec, params, x, device=device, dtype=dtype).squeeze()
+
+
+class FirstSampleGradients(Mutant):
+    """parameter gradients of the first sample only, not summed over the batch"""
+
+    defect, family, caught_by = "first-sample-gradients", "gradients", "gradients"
+
+    def gradients(
+        self, spec: NetSpec, params: Params, x: np.ndarray, target: np.ndarray, **kw: Any
+    ) -> tuple[float, Params]:
+        value, grads = super().gradients(spec, params, x, target, **kw)
+        _, first = super().gradients(spec, params, x[:1], target[:1], **kw)
+        return value, {**first, "input": grads["input"]}
+
+
+class MeanGradients(Mutant):
+    """loss and gradients of the batch mean where the spec sums"""
+
+    defect, family, caught_by = "mean-gradients", "gradients", "gradients"
+
+    def gradients(
+        self, spec: NetSpec, params: Params, x: np.ndarray, target: np.ndarray, **kw: Any
+    ) -> tuple[float, Params]:
+        value, grads = super().gradients(spec, params, x, target, **kw)
+        n = x.shape[0]
+        return value / n, {name: g / n for name, g in grads.items()}
+
+
+class ConvBiasGradientMean(Mutant):
+    """conv bias gradients averaged over output positions instead of summed"""
+
+    defect, family, caught_by = "conv-bias-gradient", "gradients", "gradients"
+
+    def gradients(
+        self, spec: NetSpec, params: Params, x: np.ndarray, target: np.ndarray, **kw: Any
+    ) -> tuple[float, Params]:
+        value, grads = super().gradients(spec, params, x, target, **kw)
+        shapes = {layer.name: layer.shape for layer in spec.layers(x.shape[0])}
+        for name in spec.conv_names:
+            _, _, h, w = shapes[name]
+            grads[f"{name}.bias"] = grads[f"{name}.bias"] / (h * w)
+        return value, grads
+
+
+class SigmoidDerivative(Mutant):
+    """activation_grad('sigmoid') returns s instead of s(1 - s)"""
+
+    defect, family, caught_by = "sigmoid-derivative", "gradients", "activation_derivatives"
+
+    def activation_grad(self, name: str, x: np.ndarray) -> np.ndarray:
+        if name == "sigmoid":
+            return self.activation(name, x)
+        return super().activation_grad(name, x)
+
+
+class InitMutant(Mutant):
+    """Re-initialises the Net with a wrong scheme."""
+
+    family = "init"
+
+    def reinit(self, net: Net) -> None:
+        raise NotImplementedError
+
+    def init_params(self, spec: NetSpec, *, seed: int, dtype: str) -> Params:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = Net(spec)
+            self.reinit(net)
+            net = net.to(torch_dtype(dtype))
+        return {name: t.detach().numpy() for name, t in net.state_dict().items()}
+
+
+class FanIn(InitMutant):
+    """conv weights: Kaiming with mode='fan_in' instead of 'fan_out'"""
+
+    defect, caught_by = "fan-in", "init_conv_weights"
+
+    def reinit(self, net: Net) -> None:
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+
+
+class NormalForUniform(InitMutant):
+    """linear weights: Xavier normal instead of Xavier uniform"""
+
+    defect, caught_by = "normal-for-uniform", "init_linear_weights"
+
+    def reinit(self, net: Net) -> None:
+        for m in net.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_normal_(m.weight)
+
+
+class WrongGain(InitMutant):
+    """conv weights: linear gain 1 instead of ReLU's sqrt(2)"""
+
+    defect, caught_by = "wrong-gain", "init_conv_weights"
+
+    def reinit(self, net: Net) -> None:
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="linear")
+
+
+class NonZeroBias(InitMutant):
+    """conv biases keep PyTorch's default uniform init (the seed's own code)"""
+
+    defect, caught_by = "nonzero-bias", "init_biases"
+
+    def reinit(self, net: Net) -> None:
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                bound = 1 / np.sqrt(m.weight[0].numel())
+                nn.init.uniform_(m.bias, -bound, bound)  # type: ignore[arg-type]
+
+
+class NaiveSigmoid(Mutant):
+    """sigmoid as 1/(1+exp(-x)) in NumPy: exp overflows for large -x"""
+
+    defect, family, caught_by = "naive-sigmoid", "activations", "activation_edge_cases"
+
+    def activation(self, name: str, x: np.ndarray) -> np.ndarray:
+        if name == "sigmoid":
+            return (1 / (1 + np.exp(-x))).astype(x.dtype)
+        return super().activation(name, x)
+
+
+class NanSwallowingRelu(Mutant):
+    """relu as np.where(x > 0, x, 0): NaN becomes 0"""
+
+    defect, family, caught_by = "nan-to-zero", "activations", "activation_edge_cases"
+
+    def activation(self, name: str, x: np.ndarray) -> np.ndarray:
+        if name == "relu":
+            return np.where(x > 0, x, 0).astype(x.dtype)
+        return super().activation(name, x)
+
+
+class UnstableSoftmax(Mutant):
+    """cross-entropy as -log(exp(z_y) / sum exp(z)), no max subtracted"""
+
+    defect, family, caught_by = "unstable-softmax", "losses", "cross_entropy_stability"
+
+    def loss(self, name: str, logits: np.ndarray, target: np.ndarray) -> float:
+        if name != "cross_entropy":
+            return super().loss(name, logits, target)
+        e = np.exp(logits)
+        p = e[np.arange(len(logits)), target] / e.sum(axis=1)
+        return float(-np.log(p).sum())
+
+
+class MeanLoss(Mutant):
+    """losses with PyTorch's default reduction='mean' instead of sums"""
+
+    defect, family, caught_by = "mean-loss", "losses", "loss_values"
+
+    def loss(self, name: str, logits: np.ndarray, target: np.ndarray) -> float:
+        z = torch.tensor(logits)
+        if name == "sse":
+            return float(F.mse_loss(z, torch.tensor(target)).item())
+        return float(F.cross_entropy(z, torch.tensor(target.astype(np.int64))).item())
+
+
+class AscentStep(Mutant):
+    """train_step climbs the gradient: p + lr * g"""
+
+    defect, family, caught_by = "lr-sign", "training", "train_step"
+
+    def train_step(
+        self, spec: NetSpec, params: Params, x: np.ndarray, target: np.ndarray, *, lr: float, **kw: Any
+    ) -> Params:
+        _, grads = self.gradients(spec, params, x, target, **kw)
+        return {name: p + lr * grads[name] for name, p in params.items()}
+
+
+class JitteryForward(Mutant):
+    """forward varies by a few ulp from call to call (unseeded noise)"""
+
+    defect, family, caught_by = "nondeterministic", "hygiene", "forward_deterministic"
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Like an unordered parallel reduction: a few ulp of noise, far inside every tolerance.
+        self._noise = np.random.default_rng()
+
+    def forward(self, spec: NetSpec, params: Params, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
+        out = super().forward(spec, params, x, device=device, dtype=dtype)
+        ulps = 4 * np.finfo(out.dtype).eps * np.abs(out)
+        return (out + ulps * self._noise.standard_normal(out.shape)).astype(out.dtype)
+
+
+MUTANTS: list[type[Mutant]] = [
+    SqueezedOutput,
+    FlattenOrder,
+    TransposedKernel,
+    FlippedKernel,
+    ShiftedPadding,
+    OverlappingPool,
+    MinPool,
+    ReluOnLogits,
+    FirstSampleGradients,
+    MeanGradients,
+    ConvBiasGradientMean,
+    SigmoidDerivative,
+    ReluBackwardMask,
+    FanIn,
+    NormalForUniform,
+    WrongGain,
+    NonZeroBias,
+    NaiveSigmoid,
+    NanSwallowingRelu,
+    UnstableSoftmax,
+    MeanLoss,
+    AscentStep,
+    JitteryForward,
+]
+
+
+def mutant_names() -> list[str]:
+    return [f"mutant-{cls.defect}" for cls in MUTANTS]
+
+
+@hookimpl
+def harness_backends() -> list[Mutant]:
+    return [cls() for cls in MUTANTS]

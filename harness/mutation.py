@@ -1,0 +1,285 @@
+"""``netharness mutants``: run the conformance suite against planted bugs and tabulate the kill rate.
+
+One pytest run, in a child process, over ``eager`` and every mutant of :mod:`harness.mutants`.
+The mutants plugin is registered for that run only, through a throw-away ``dist-info``
+directory on ``PYTHONPATH`` (the same entry-point discovery as an installed plugin); nothing
+is installed. Each mutant must fail at least one check (it is *caught*); ``eager`` must fail
+none, or the run says nothing about the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.errors import HarnessError, UsageError
+from harness.mutants import MUTANTS, Mutant
+
+BASELINE = "eager"
+ROOT = Path(__file__).resolve().parent.parent
+# float64 only, and without the two slowest checks: no mutant needs them (checked by
+# tests/test_mutants.py, which asserts every mutant is still caught by this selection).
+DEFAULT_SELECTION = "float64 and not converges and not finite_differences"
+CAUGHT_OUTCOMES = ("failed", "error")
+EXIT_SURVIVORS, EXIT_BASELINE_BROKEN = 1, 2
+
+
+def quick_selection(mutants: Sequence[type[Mutant]] = MUTANTS) -> str:
+    """Only the checks the mutants declare: float64, no variant specs, no batch 64, no finite differences."""
+    checks = " or ".join(f"test_{check}" for check in sorted({m.caught_by for m in mutants}))
+    return f"float64 and not variants and not batch64 and not finite_differences and ({checks})"
+
+
+@dataclass(frozen=True)
+class MutantOutcome:
+    """What the suite did to one mutant: the checks that failed on it, in the order they ran."""
+
+    name: str
+    description: str
+    expected: str
+    caught_by: tuple[str, ...]
+    ran: int
+
+    @property
+    def caught(self) -> bool:
+        return bool(self.caught_by)
+
+    @property
+    def first(self) -> str:
+        return self.caught_by[0] if self.caught_by else ""
+
+    @property
+    def caught_as_declared(self) -> bool:
+        return self.expected in self.caught_by
+
+
+@dataclass
+class MutationReport:
+    mutants: list[MutantOutcome]
+    baseline_failures: list[dict[str, Any]] = field(default_factory=list)
+    baseline_ran: int = 0
+    seconds: float = 0.0
+
+    @property
+    def killed(self) -> int:
+        return sum(m.caught for m in self.mutants)
+
+    @property
+    def survivors(self) -> list[MutantOutcome]:
+        return [m for m in self.mutants if not m.caught]
+
+    @property
+    def baseline_broken(self) -> bool:
+        return bool(self.baseline_failures) or self.baseline_ran == 0
+
+    def exit_status(self) -> int:
+        if self.baseline_broken:
+            return EXIT_BASELINE_BROKEN
+        return EXIT_SURVIVORS if self.survivors else 0
+
+
+def summarize(records: Iterable[dict[str, Any]], mutants: Sequence[type[Mutant]] = MUTANTS) -> MutationReport:
+    """Group check records (in file order) by backend: which checks failed on each mutant."""
+    failing: dict[str, list[str]] = {}
+    ran: dict[str, int] = {}
+    baseline_failures = []
+    for record in records:
+        backend = record.get("backend")
+        if backend is None:  # the run_start / run_end lines
+            continue
+        ran[backend] = ran.get(backend, 0) + 1
+        if record.get("outcome") in CAUGHT_OUTCOMES:
+            if backend == BASELINE:
+                baseline_failures.append(record)
+            checks = failing.setdefault(backend, [])
+            if record["check"] not in checks:
+                checks.append(record["check"])
+    outcomes = [
+        MutantOutcome(
+            name=f"mutant-{m.defect}",
+            description=m.description(),
+            expected=m.caught_by,
+            caught_by=tuple(failing.get(f"mutant-{m.defect}", ())),
+            ran=ran.get(f"mutant-{m.defect}", 0),
+        )
+        for m in mutants
+    ]
+    return MutationReport(outcomes, baseline_failures, ran.get(BASELINE, 0))
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def render(report: MutationReport) -> str:
+    """The table, one row per mutant, and the kill rate."""
+    header = ("mutant", "defect", "expected check", "caught", "first caught by")
+    rows = [
+        (
+            m.name,
+            m.description,
+            m.expected,
+            ("yes" if m.caught_as_declared else "yes*") if m.caught else "NO",
+            m.first or ("-" if m.ran else "(did not run)"),
+        )
+        for m in report.mutants
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    n = len(report.mutants)
+    rate = report.killed / n if n else 0.0
+    lines.append("")
+    lines.append(f"caught {report.killed}/{n} (kill rate {rate:.0%}) in {report.seconds:.0f} s")
+    if any(m.caught and not m.caught_as_declared for m in report.mutants):
+        lines.append("yes*: caught, but not by the check it declares; the suite has moved, update the mutant")
+    for m in report.survivors:
+        lines.append(f"SURVIVED: {m.name} ({m.description}): no check failed; {m.expected} should have")
+    if report.baseline_broken:
+        if report.baseline_ran == 0:
+            lines.append(f"baseline broken: {BASELINE} ran no checks; the kill rate means nothing")
+        for record in report.baseline_failures:
+            lines.append(f"baseline broken: {BASELINE} failed {record.get('test_id')}: {record.get('reason')}")
+    return "\n".join(lines)
+
+
+# -- the child pytest run ----------------------------------------------------------------------
+
+
+def plugin_site(directory: Path) -> Path:
+    """A directory that, on PYTHONPATH, makes ``harness.mutants`` a ``netharness.backends`` plugin."""
+    info = directory / "netharness_mutants-0.1.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: netharness-mutants\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[netharness.backends]\nmutants = harness.mutants\n")
+    return directory
+
+
+def child_environment(site: Path) -> dict[str, str]:
+    """Only eager and the mutants: the other built-ins are disabled, whatever else is asked."""
+    env = dict(os.environ)
+    disabled = {n.strip() for n in env.get("NETHARNESS_DISABLE_PLUGINS", "").split(",") if n.strip()}
+    disabled = (disabled | {"compile", "numpy", "onnx"}) - {BASELINE, "mutants"}
+    env["NETHARNESS_DISABLE_PLUGINS"] = ",".join(sorted(disabled))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def pytest_command(results: Path, *, seed: int, selection: str) -> list[str]:
+    suites = ROOT / "suites"
+    if not suites.is_dir():
+        raise UsageError(f"no suites/ directory in {ROOT}; netharness mutants needs the netharness checkout")
+    backends = ",".join([BASELINE, *(f"mutant-{m.defect}" for m in MUTANTS)])
+    return [
+        sys.executable, "-m", "pytest", str(suites), f"--ignore={suites / 'bench_net.py'}",
+        "-p", "no:cacheprovider", "-q", "--tb=no", "-rN", "--no-header",
+        f"--backend={backends}", f"--seed={seed}", f"--conformance-results={results}", "-k", selection,
+    ]  # fmt: skip
+
+
+class ProgressPrinter:
+    """Reads the results file as pytest writes it, and says when each mutant is first caught."""
+
+    def __init__(self, results: Path, out: TextIO) -> None:
+        self.results, self.out = results, out
+        self.offset = 0
+        self.caught: set[str] = set()
+        self.mutants = {f"mutant-{m.defect}" for m in MUTANTS}
+
+    def poll(self, progress: str) -> None:
+        if not self.results.exists():
+            return
+        with self.results.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+        self.offset += len(complete)
+        for line in complete.decode("utf-8").splitlines():
+            record = json.loads(line)
+            backend, outcome = record.get("backend"), record.get("outcome")
+            if outcome not in CAUGHT_OUTCOMES:
+                continue
+            if backend == BASELINE:
+                print(f"  {progress} BASELINE {BASELINE} failed {record['test_id']}", file=self.out, flush=True)
+            elif backend in self.mutants and backend not in self.caught:
+                self.caught.add(backend)
+                count = f"{len(self.caught)}/{len(self.mutants)}"
+                print(f"  {progress} caught {count}: {backend} by {record['check']}", file=self.out, flush=True)
+
+
+def run_suite(results: Path, *, seed: int, selection: str, out: TextIO) -> None:
+    """Run the suite in a child pytest, printing each mutant as it is caught."""
+    with tempfile.TemporaryDirectory(prefix="netharness-mutants-") as tmp:
+        site = plugin_site(Path(tmp) / "site")
+        command = pytest_command(results, seed=seed, selection=selection)
+        process = subprocess.Popen(
+            command,
+            cwd=tmp,
+            env=child_environment(site),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        printer = ProgressPrinter(results, out)
+        tail: list[str] = []
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                progress = line[line.rfind("[") :] if line.endswith("%]") else "[    ]"
+                printer.poll(progress)
+                if not line.endswith("%]"):
+                    tail = [*tail[-40:], line]
+            code = process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait()
+            raise
+        printer.poll("[100%]")
+    if code not in (0, 1):  # 0: all passed, 1: some failed; anything else means it did not run
+        print("\n".join(tail), file=out)
+        raise HarnessError(f"the conformance suite did not run (pytest exit status {code}); see its output above")
+    summary = next((line for line in reversed(tail) if line.strip()), "")
+    print(f"  pytest: {summary.strip('= ')}", file=out, flush=True)
+
+
+def run_mutants(*, seed: int = 0, quick: bool = False, results: Path | None = None, out: TextIO | None = None) -> int:
+    """Run the suite over eager and every mutant, print the table; return the exit status.
+
+    0: every mutant caught and eager clean; 1: a mutant survived; 2: eager itself failed.
+    ``results`` keeps the JSON-lines results file (default: a temporary file, removed).
+    """
+    stream = out if out is not None else sys.stdout
+    selection = quick_selection() if quick else DEFAULT_SELECTION
+    with tempfile.TemporaryDirectory(prefix="netharness-mutants-results-") as tmp:
+        path = results if results is not None else Path(tmp) / "conformance.jsonl"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            path.touch()
+        except OSError as exc:
+            raise UsageError(f"cannot write the results file {path}: {exc.strerror or exc}") from None
+        print(
+            f"netharness mutants: the conformance suite on {BASELINE} and {len(MUTANTS)} mutants"
+            f" (seed {seed}, -k {selection!r})",
+            file=stream,
+            flush=True,
+        )
+        start = time.perf_counter()
+        run_suite(path, seed=seed, selection=selection, out=stream)
+        report = summarize(read_records(path))
+    report.seconds = time.perf_counter() - start
+    print(file=stream)
+    print(render(report), file=stream, flush=True)
+    return report.exit_status()
