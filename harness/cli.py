@@ -93,7 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     interrupted = False
     for number, (title, pytest_args, env) in enumerate(steps, 1):
         print(f"netharness [{number}/{len(steps) + 1}] {title}", flush=True)
-        code = _pytest([*pytest_args, *common], env)
+        # Exported models land beside the report, which links them.
+        code = _pytest([*pytest_args, *common], {"NETHARNESS_ARTIFACTS": str((out / "artifacts").resolve()), **env})
         if code == 130:
             interrupted = True
             break

@@ -150,6 +150,7 @@ def _setup_display(bench: pd.DataFrame) -> pd.DataFrame:
             "first_call_s": "first call (s)",
             "median_s": "steady call (s)",
             "first_call_over_median": "first / steady",
+            "artifact": "exported file",
         }
     )
 

@@ -46,6 +46,7 @@ RESULTS_COLUMNS = [
     "first_call_s",
     "setup_s",
     "setup_kind",
+    "artifact",
     "source",
 ]
 
@@ -119,6 +120,7 @@ def benchmark_frame(results: Results) -> pd.DataFrame:
                     "first_call_s": _number(extra.get("first_call_s")),
                     "setup_s": _number(extra.get("setup_s")),
                     "setup_kind": str(extra.get("setup_kind") or ""),
+                    "artifact": str(extra.get("artifact") or ""),
                     "source": str(run.path),
                     "timings": np.asarray(stats.get("data") or [], dtype=np.float64),
                 }
@@ -175,6 +177,7 @@ def pooled(bench: pd.DataFrame) -> pd.DataFrame:
     grouped = bench.groupby(BENCHMARK_KEY, dropna=False, sort=True)
     frame = grouped[numbers].median()
     frame["setup_kind"] = grouped["setup_kind"].last()
+    frame["artifact"] = grouped["artifact"].last()
     frame["timings"] = grouped["timings"].agg(lambda arrays: np.concatenate(list(arrays)))
     frame["rounds"] = grouped["rounds"].sum()
     return frame.reset_index()
@@ -194,7 +197,18 @@ def setup_table(bench: pd.DataFrame) -> pd.DataFrame:
     """Compile/export time and the first call against a steady-state call, per benchmark."""
     frame = pooled(bench)
     table = frame[
-        ["machine", "device", "backend", "phase", "batch", "setup_kind", "setup_s", "first_call_s", "median_s"]
+        [
+            "machine",
+            "device",
+            "backend",
+            "phase",
+            "batch",
+            "setup_kind",
+            "setup_s",
+            "first_call_s",
+            "median_s",
+            "artifact",
+        ]
     ].copy()
     table["first_call_over_median"] = table["first_call_s"] / table["median_s"]
     return table.sort_values(["machine", "device", "backend", "phase", "batch"]).reset_index(drop=True)

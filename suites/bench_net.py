@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,9 @@ def test_benchmark(
         setup_kind=runner.setup_kind,
         prepared=runner.prepared,
     )
+    model_path = getattr(backend, "model_path", None)
+    if callable(model_path):  # an exporting backend: the report links the file it ran
+        info["artifact"] = str(Path(model_path(NetSpec(), dtype)).resolve())
     if benchmark.stats is None:  # --benchmark-disable or xdist: ran once, untimed
         return
     median = benchmark.stats.stats.median
