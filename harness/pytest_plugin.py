@@ -385,7 +385,7 @@ class ResultsRecorder:
     def __init__(self, state: HarnessState) -> None:
         self.state = state
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(tryfirst=True)  # written before the terminal shows the outcome
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props: dict[str, Any] = dict(report.user_properties)
         meta = props.get(META)

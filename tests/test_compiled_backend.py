@@ -220,8 +220,9 @@ def test_unavailable_when_no_compiler_is_on_path(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no g++ to find
-    monkeypatch.setattr(config.cpp, "cxx", (None, "g++"))
-    availability = CompiledBackend().availability()
+    # config.patch, not monkeypatch: undoing a monkeypatch deletes the option from torch's config.
+    with config.patch({"cpp.cxx": (None, "g++")}):
+        availability = CompiledBackend().availability()
     assert not availability.available
     assert "'g++' not found" in availability.reason
 
