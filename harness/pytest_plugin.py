@@ -354,7 +354,8 @@ class Checker:
 
     def record(self, measurement: Measurement) -> None:
         self.measurements.append(measurement)
-        self._recorded.append(asdict(measurement))
+        # Plain Python numbers only: under xdist the report crosses a process boundary.
+        self._recorded.append({k: v.item() if isinstance(v, np.generic) else v for k, v in asdict(measurement).items()})
 
     def fail(self, message: str) -> None:
         raise ConformanceError(f"{message}\n  reproduce: {self.reproduce()}")

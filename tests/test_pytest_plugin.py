@@ -191,3 +191,15 @@ def test_known_deviation_that_passes_fails_and_overrides_are_recorded(
     assert records["float32-batch1"]["outcome"] == "passed"
     assert records["float32-batch1"]["tolerance_reason"] == "uses TF32"
     assert records["float32-batch1"]["rtol"] == 1e-2
+
+
+def test_conformance_runs_in_parallel_under_xdist_with_every_record(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """Workers send their measurements to the controller, which alone writes the results file."""
+    results = tmp_path / "xdist.jsonl"
+    suite = str(SUITES / "test_activations.py")
+    result = run(pytester, None, suite, "--backend=eager", "-n", "2", f"--conformance-results={results}")
+    assert result.ret == 0, result.stdout.str()
+    checks = [r for r in map(json.loads, results.read_text().splitlines()) if r["kind"] == "check"]
+    assert len(checks) == result.parseoutcomes()["passed"]
+    values = [r for r in checks if r["check"] == "activation_values"]
+    assert values and all(r["headroom"] is not None and r["measurements"] for r in values)
