@@ -1,15 +1,20 @@
 """``compile``: the eager :class:`~backends.eager.Net` under ``torch.compile`` (inductor).
 
 What is compiled: ``Net.forward`` (forward, gradients, train_step) and ``Net.forward_layers``
-(intermediates), both with ``fullgraph=True`` so nothing silently falls back to eager, and
-the activation functions (and their autograd derivatives) and losses, with ``dynamic=True``
-since they take any shape. Gradients are autograd through the compiled module
-(AOTAutograd compiles the backward graph too); the loss on the compiled logits and the SGD
-update (``torch.optim.SGD`` on the compiled module's parameters) run eagerly. ``init`` is
-not declared: compiled random number generation does not reproduce eager's stream.
+(intermediates), both with ``fullgraph=True`` so nothing silently falls back to eager.
+Gradients are autograd through the compiled module (AOTAutograd compiles the backward graph
+too); the loss on the compiled logits and the SGD update (``torch.optim.SGD`` on the
+compiled module's parameters) run eagerly.
 
-Layout and dtype policy: as in ``eager`` (canonical names, NCHW, float32 or float64, the
-parameters live in the module on the device); results are copied back to NumPy.
+Declared: forward, intermediates, backward and train_step, in float32, the dtype
+``torch.compile`` is used for. Not declared: ``init`` (compiled random number generation
+does not reproduce eager's stream), and standalone ``activations`` and ``losses``: the
+activations run inside the compiled network graphs, which the forward and gradient checks
+cover, and compiling each elementwise function and dtype on its own cost more than half of
+the suite's time on a machine with an empty inductor cache.
+
+Layout and dtype policy: as in ``eager`` (canonical names, NCHW, float32, the parameters
+live in the module on the device); results are copied back to NumPy.
 
 Compiled-module cache. A session-wide cache holds one compiled Net per
 (spec, device, dtype, mode), mode being the operation (``forward``, ``intermediates``,
@@ -49,8 +54,8 @@ from typing import Any
 import numpy as np
 
 from backends.eager import Net, build_net, loss_target, to_numpy, to_tensor, torch, torch_dtype, torch_loss
-from harness import Availability, Capability, NetSpec, PluginError, SpecError, hookimpl
-from harness.spec import ACTIVATIONS, LOSSES, check_dtype
+from harness import Availability, Capability, NetSpec, PluginError, hookimpl
+from harness.spec import check_dtype
 
 RECOMPILE_LIMIT = 256
 MODES = ("forward", "intermediates", "gradients", "train_step")
@@ -59,7 +64,6 @@ COMPILE_TIMES: dict[str, float] = {}
 """Seconds of each call that compiled a graph, keyed ``"<spec> [<device> <dtype> <mode>, batch N]"``."""
 
 _CACHE: dict[tuple[NetSpec, str, str, str], CompiledNet] = {}
-_FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
 # -- availability: the C++ compiler inductor runs -----------------------------------------
@@ -205,25 +209,6 @@ def compiled_net(spec: NetSpec, device: str, dtype: str, mode: str) -> CompiledN
     return _CACHE[key]
 
 
-def _compiled_function(kind: str, name: str) -> Callable[..., Any]:
-    """A compiled activation or loss; ``dynamic=True``: any shape, elementwise or summed."""
-    if (kind, name) not in _FUNCTIONS:
-        _configure_torch_compile()
-        if kind == "activation":
-            function = getattr(torch, name)  # torch.relu, torch.tanh, torch.sigmoid
-
-            def apply(x: torch.Tensor) -> torch.Tensor:
-                return function(x)  # type: ignore[no-any-return]
-
-        else:
-
-            def apply(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # type: ignore[misc]
-                return torch_loss(name, logits, target)
-
-        _FUNCTIONS[kind, name] = torch.compile(apply, dynamic=True, fullgraph=True)
-    return _FUNCTIONS[kind, name]
-
-
 # -- prepared nets for benchmarks ---------------------------------------------------------
 
 
@@ -306,11 +291,9 @@ class CompiledBackend:
             Capability.INTERMEDIATES,
             Capability.BACKWARD,
             Capability.TRAIN_STEP,
-            Capability.ACTIVATIONS,
-            Capability.LOSSES,
         }
     )
-    dtypes = ("float32", "float64")
+    dtypes = ("float32",)
 
     def __init__(self) -> None:
         self.version = f"torch {torch.__version__} inductor" if torch is not None else "torch missing"
@@ -387,32 +370,6 @@ class CompiledBackend:
         optimizer.step()
         return module.parameters_numpy()
 
-    # -- activations and losses -----------------------------------------------------------
-
-    def activation(self, name: str, x: np.ndarray) -> np.ndarray:
-        function = _compiled_function("activation", _check_choice("activation", name, ACTIVATIONS))
-        with torch.no_grad():
-            return to_numpy(
-                timed_compiled_call(function, (torch.tensor(x),), f"activation {name} {x.dtype}", COMPILE_TIMES)
-            )
-
-    def activation_grad(self, name: str, x: np.ndarray) -> np.ndarray:
-        function = _compiled_function("activation", _check_choice("activation", name, ACTIVATIONS))
-        inputs = torch.tensor(x, requires_grad=True)
-        out = timed_compiled_call(function, (inputs,), f"activation_grad {name} {x.dtype}", COMPILE_TIMES)
-        out.backward(torch.ones_like(out))
-        assert inputs.grad is not None
-        return to_numpy(inputs.grad)
-
-    def loss(self, name: str, logits: np.ndarray, target: np.ndarray) -> float:
-        function = _compiled_function("loss", _check_choice("loss", name, LOSSES))
-        target_tensor = loss_target(name, target, "cpu", logits.dtype.name)
-        with torch.no_grad():
-            value = timed_compiled_call(
-                function, (torch.tensor(logits), target_tensor), f"loss {name} {logits.dtype}", COMPILE_TIMES
-            )
-        return float(value.item())
-
     # -- helpers --------------------------------------------------------------------------
 
     def _loaded(
@@ -423,12 +380,6 @@ class CompiledBackend:
         module = compiled_net(spec, device, check_dtype(dtype), mode)
         module.load(params)
         return module
-
-
-def _check_choice(what: str, name: str, choices: tuple[str, ...]) -> str:
-    if name not in choices:
-        raise SpecError(f"{what} {name!r} is not supported by the compile backend; use one of {', '.join(choices)}")
-    return name
 
 
 def _grad(tensor: torch.Tensor) -> np.ndarray:
