@@ -40,9 +40,11 @@ def test_train_step(
 
 STEPS = 200
 REQUIRED_DROP = 0.9
-# The squared error's gradient is larger (2 (y - t) per logit, summed over the batch), so a
-# step size that suits cross-entropy makes it diverge.
-CONVERGENCE_LR = {"sse": 1e-3, "cross_entropy": 3e-3}
+# The squared error's gradient is larger (2 (y - t) per logit, summed over the batch): a
+# step size that suits cross-entropy makes it diverge, and 1e-3 sometimes kills every ReLU
+# in the first steps (the loss then stalls at the targets' variance). 3e-4 converged on
+# 60 of 60 seeds in a sweep, mostly within 30 steps; tools/seed_sweep.sh reruns the suite.
+CONVERGENCE_LR = {"sse": 3e-4, "cross_entropy": 3e-3}
 
 
 @pytest.mark.requires("train_step")
