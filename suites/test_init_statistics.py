@@ -10,6 +10,7 @@ error, a normal drawn where a uniform belongs, and a swapped fan.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,17 @@ def pooled(backend: Backend, spec: NetSpec, dtype: str, seed: int) -> dict[str, 
 def require(conformance: Checker, ok: bool, message: str) -> None:
     if not ok:
         conformance.fail(message)
+
+
+def require_shape(conformance: Checker, name: str, w: np.ndarray, law: Any, law_name: str, alpha: float) -> None:
+    """Kolmogorov-Smirnov against the exact law: rejects at most ``alpha`` of correct draws."""
+    ks = stats.kstest(w, law.cdf)
+    require(
+        conformance,
+        ks.pvalue > alpha,
+        f"{name}: Kolmogorov-Smirnov against {law_name} rejects the shape "
+        f"(D={ks.statistic:.4f}, p={ks.pvalue:.2e} < {alpha:.1e})",
+    )
 
 
 @pytest.mark.requires("init")
@@ -65,13 +77,7 @@ def test_init_conv_weights(backend: Backend, dtype: str, seed: int, conformance:
             f"[{low * sigma**2 / (n - 1):.4g}, {high * sigma**2 / (n - 1):.4g}] for N(0, 2/fan_out={sigma**2:.4g}) "
             f"(fan_out={fan_out}; fan_in would give {2.0 / spec.fans(name)[0]:.4g})",
         )
-        ks = stats.kstest(w, stats.norm(0, sigma).cdf)
-        require(
-            conformance,
-            ks.pvalue > alpha,
-            f"{name}: Kolmogorov-Smirnov against N(0, {sigma**2:.4g}) rejects the shape "
-            f"(D={ks.statistic:.4f}, p={ks.pvalue:.2e} < {alpha:.1e})",
-        )
+        require_shape(conformance, name, w, stats.norm(0, sigma), f"N(0, {sigma**2:.4g})", alpha)
 
 
 @pytest.mark.requires("init")
@@ -105,13 +111,7 @@ def test_init_linear_weights(backend: Backend, dtype: str, seed: int, conformanc
             abs(z_var) < stats.norm.isf(alpha / 2),
             f"{name}: variance {w.var(ddof=1):.4g} vs a^2/3 = {sigma2:.4g} is {z_var:.1f} s.e. off",
         )
-        ks = stats.kstest(w, stats.uniform(-a, 2 * a).cdf)
-        require(
-            conformance,
-            ks.pvalue > alpha,
-            f"{name}: Kolmogorov-Smirnov against U(-{a:.4g}, {a:.4g}) rejects the shape "
-            f"(D={ks.statistic:.4f}, p={ks.pvalue:.2e} < {alpha:.1e})",
-        )
+        require_shape(conformance, name, w, stats.uniform(-a, 2 * a), f"U(-{a:.4g}, {a:.4g})", alpha)
 
 
 @pytest.mark.requires("init")
