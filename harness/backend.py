@@ -56,7 +56,6 @@ and its benchmark records say so.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -183,11 +182,3 @@ class KnownDeviation:
     check: str
     reason: str
     dtype: str | None = None
-
-
-def as_sequence(value: Any) -> Sequence[Any]:
-    if value is None:
-        return ()
-    if isinstance(value, (list, tuple)):
-        return value
-    return (value,)

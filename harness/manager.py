@@ -20,7 +20,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.backend import Backend, check_backend
-from harness.errors import PluginError
+from harness.errors import PluginError, UsageError
 
 ENTRY_POINT_GROUP = "netharness.backends"
 DISABLE_ENV = "NETHARNESS_DISABLE_PLUGINS"
@@ -64,6 +64,33 @@ class BackendRegistry:
 
     def names(self) -> list[str]:
         return list(self.backends)
+
+    def select(self, values: Iterable[str], *, strict: bool = False) -> list[str]:
+        """Resolve ``--backend`` values (names, comma lists, ``all``) to registered names, in order.
+
+        Names of plugins that failed to load are dropped (they are reported elsewhere), or
+        are an error under ``strict``. Anything else unknown is a UsageError listing the
+        valid names, and so is an empty selection.
+        """
+        names = [n.strip() for value in (list(values) or ["all"]) for n in value.split(",")]
+        if not any(names):
+            raise UsageError("--backend is empty; give a backend name, a comma list, or 'all'")
+        chosen: list[str] = []
+        failed = {f.plugin: f for f in self.failures}
+        for name in names:
+            if name == "all":
+                chosen.extend(n for n in self.names() if n not in chosen)
+            elif name in self.backends:
+                if name not in chosen:
+                    chosen.append(name)
+            elif name in failed and strict:
+                raise UsageError(f"--backend {name}: {failed[name]} (--strict-backends)")
+            elif name not in failed:
+                valid = ", ".join(["all", *self.names()])
+                raise UsageError(f"unknown backend {name!r} for --backend; valid names: {valid}")
+        if not chosen and not failed:
+            raise UsageError("no backend is registered; install one (see docs/writing-a-backend.md)")
+        return chosen
 
     def get(self, name: str) -> Backend:
         try:

@@ -17,6 +17,7 @@ import pytest
 from harness.backend import Backend, Capability, KnownDeviation, ToleranceOverride, supports
 from harness.bench import measure_peak_gflops, thread_count
 from harness.conformance import ConformanceError, compare, first_divergent_layer
+from harness.errors import UsageError
 from harness.manager import BackendRegistry, HarnessPluginManager, build_plugin_manager, collect_backends
 from harness.results import CheckRecord, Measurement, ResultsWriter, git_commit
 from harness.tolerances import Tolerance, default_tolerance
@@ -63,36 +64,16 @@ class HarnessState:
         self.results_path = Path(config.getoption("conformance_results"))
         self.pm: HarnessPluginManager = build_plugin_manager()
         self.registry: BackendRegistry = collect_backends(self.pm)
-        self.selected = self._select(config.getoption("backend"))
+        try:
+            self.selected = self.registry.select(config.getoption("backend"), strict=self.strict)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
         self._availability: dict[str, Any] = {}
         self._deviations: dict[str, list[KnownDeviation]] = {}
         self._overrides: dict[str, list[ToleranceOverride]] = {}
         self.writer: ResultsWriter | None = None
         if not hasattr(config, "workerinput"):
             _check_writable(self.results_path)
-
-    def _select(self, values: list[str]) -> list[str]:
-        names = [n.strip() for value in (values or ["all"]) for n in value.split(",")]
-        if not any(names):
-            raise pytest.UsageError("--backend is empty; give a backend name, a comma list, or 'all'")
-        chosen: list[str] = []
-        failed = {f.plugin: f for f in self.registry.failures}
-        for name in names:
-            if name == "all":
-                chosen.extend(n for n in self.registry.names() if n not in chosen)
-            elif name in self.registry.backends:
-                if name not in chosen:
-                    chosen.append(name)
-            elif name in failed and self.strict:
-                raise pytest.UsageError(f"--backend {name}: {failed[name]} (--strict-backends)")
-            elif name in failed:
-                continue  # reported in the header and by test_plugin_loaded
-            else:
-                valid = ", ".join(["all", *self.registry.names()])
-                raise pytest.UsageError(f"unknown backend {name!r} for --backend; valid names: {valid}")
-        if not chosen and not failed:
-            raise pytest.UsageError("no backend is registered; install one (see docs/writing-a-backend.md)")
-        return chosen
 
     def backend(self, name: str) -> Backend:
         return self.registry.backends[name]
@@ -320,7 +301,6 @@ class Checker:
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self.request = request
         self.state = harness_state(request.config)
-        self.measurements: list[Measurement] = []
         # Shared with the test's report, which pytest builds right after the call.
         self._recorded: list[dict[str, Any]] = []
         request.node.user_properties.append((f"{META}.measurements", self._recorded))
@@ -353,7 +333,6 @@ class Checker:
         return measurement
 
     def record(self, measurement: Measurement) -> None:
-        self.measurements.append(measurement)
         # Plain Python numbers only: under xdist the report crosses a process boundary.
         self._recorded.append({k: v.item() if isinstance(v, np.generic) else v for k, v in asdict(measurement).items()})
 
