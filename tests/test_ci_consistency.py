@@ -13,6 +13,13 @@ def test_both_run_the_tests_and_lint() -> None:
         assert command in CI_RUN and f"run: {command}" in WORKFLOW
 
 
+def test_both_audit_the_workflows_with_zizmor_after_lint() -> None:
+    command = ".venv/bin/zizmor --offline .github/workflows/"
+    assert command in CI_RUN and f"run: {command}" in WORKFLOW
+    for text in (CI_RUN, WORKFLOW):
+        assert text.index("make lint") < text.index(command) < text.index(".venv/bin/netharness run")
+
+
 def test_both_run_the_main_job_quick_and_strict() -> None:
     assert ".venv/bin/netharness run --quick --strict-backends" in CI_RUN
     assert ".venv/bin/netharness run --quick --strict-backends --backend=${{ matrix.backend }}" in WORKFLOW
