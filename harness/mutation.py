@@ -166,17 +166,24 @@ def plugin_site(directory: Path) -> Path:
 
 
 def child_environment(site: Path) -> dict[str, str]:
-    """Only eager and the mutants: the other built-ins are disabled, whatever else is asked."""
+    """Only eager and the mutants: the other built-ins are disabled, whatever else is asked.
+
+    The child runs in a temporary directory, so every path it is given is absolute (a
+    relative ``PYTHONPATH`` entry would otherwise name a directory inside that one).
+    """
     env = dict(os.environ)
     disabled = {n.strip() for n in env.get("NETHARNESS_DISABLE_PLUGINS", "").split(",") if n.strip()}
     disabled = (disabled | {"compile", "numpy", "onnx"}) - {BASELINE, "mutants"}
     env["NETHARNESS_DISABLE_PLUGINS"] = ",".join(sorted(disabled))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), str(ROOT), env.get("PYTHONPATH", "")) if p)
+    inherited = [str(Path(p).resolve()) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([str(site.resolve()), str(ROOT), *inherited])
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
 def pytest_command(results: Path, *, seed: int, selection: str) -> list[str]:
+    """The child's command line; ``results`` is resolved here, since the child runs in another directory."""
+    results = results.resolve()
     suites = ROOT / "suites"
     if not suites.is_dir():
         raise UsageError(f"no suites/ directory in {ROOT}; netharness mutants needs the netharness checkout")
@@ -263,7 +270,8 @@ def run_mutants(*, seed: int = 0, quick: bool = False, results: Path | None = No
     stream = out if out is not None else sys.stdout
     selection = quick_selection() if quick else DEFAULT_SELECTION
     with tempfile.TemporaryDirectory(prefix="netharness-mutants-results-") as tmp:
-        path = results if results is not None else Path(tmp) / "conformance.jsonl"
+        # Resolved against our working directory now: the child pytest runs in a temporary one.
+        path = (results if results is not None else Path(tmp) / "conformance.jsonl").resolve()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
