@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from reports.comparable import DIFFERENCES
 from reports.load import load_results
 
 DEFAULT_OUT = "netharness-report"
@@ -34,7 +35,15 @@ def add_commands(subparsers: Any) -> None:
     report.set_defaults(func=cmd_report)
 
     compare = subparsers.add_parser(
-        "compare", help="compare results against a baseline; exit 1 on a timing or conformance regression"
+        "compare",
+        help="compare results against a baseline; exit 1 on a timing or conformance regression",
+        description=(
+            "Compare CURRENT against BASELINE. Exit 0: no regression; 1: a timing or conformance regression; "
+            "2: the inputs cannot be compared, with the reason on one line. Refused by default: a partial run "
+            "(no run_end record, interrupted, or missing checks the baseline ran), runs with other seeds, "
+            "devices or backends, inputs with no benchmark and no check in common, and corrupt records "
+            "(a median that is not a positive number of seconds, a check without its fields)."
+        ),
     )
     compare.add_argument("baseline", metavar="BASELINE", help="baseline results: a file or a directory")
     compare.add_argument("current", metavar="CURRENT", help="current results: a file or a directory")
@@ -51,6 +60,25 @@ def add_commands(subparsers: Any) -> None:
         default=DEFAULT_ALPHA,
         metavar="P",
         help=f"significance level of the one-sided Mann-Whitney U test (default: {DEFAULT_ALPHA})",
+    )
+    compare.add_argument(
+        "--allow-different",
+        type=_differences,
+        action="extend",
+        default=[],
+        metavar="WHAT[,WHAT...]",
+        help=(
+            f"compare even though the runs differ in these ({', '.join(DIFFERENCES)}; a comma list, repeatable); "
+            "only the backends and devices both ran are compared (default: refuse, exit 2)"
+        ),
+    )
+    compare.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help=(
+            "compare even when a run is partial (no run_end record, interrupted, or missing checks the "
+            "baseline ran); what is missing is listed (default: refuse, exit 2)"
+        ),
     )
     compare.set_defaults(func=cmd_compare)
 
@@ -70,12 +98,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Print the comparison; 1 on any regression, 0 otherwise."""
+    """Print the comparison; 1 on any regression, 0 otherwise (inputs it refuses raise a one-line error)."""
     from reports.compare import compare_results, format_comparison
 
     baseline = load_results([args.baseline])
     current = load_results([args.current])
-    comparison = compare_results(baseline, current, args.threshold, args.alpha)
+    comparison = compare_results(
+        baseline, current, args.threshold, args.alpha, set(args.allow_different), args.allow_partial
+    )
     print(format_comparison(comparison, args.threshold, args.alpha))
     return 1 if comparison.benchmark_regressions or comparison.conformance_regressions else 0
 
@@ -88,6 +118,16 @@ def _fraction(value: str) -> float:
     if not number >= 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative fraction such as 0.10, got {value!r}")
     return number
+
+
+def _differences(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",")]
+    unknown = [name for name in names if name not in DIFFERENCES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown difference {unknown[0]!r}; valid: {', '.join(DIFFERENCES)} (a comma list)"
+        )
+    return names
 
 
 def _probability(value: str) -> float:

@@ -7,25 +7,27 @@ difference, or a small but certain one, is reported without failing.
 
 A check regresses when it fails (or errors) now and did not before, including a check the
 baseline did not run. A check that failed before and passes now is an improvement.
+
+Inputs that cannot be compared (partial runs, other seeds, devices or backends, nothing in
+common, a zero median) are refused first, by :mod:`reports.comparable`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from reports.comparable import CHECK_KEY, MATCH_KEY, Side, common_ground, refuse_incomparable
 from reports.load import Results
 from reports.stats import slowdown_p_value, speedup_p_value
 from reports.tables import benchmark_frame, conformance_frame, pooled
 
-MATCH_KEY = ["backend", "phase", "batch", "dtype", "device"]
-CHECK_KEY = ["backend", "check", "config", "dtype", "device"]
-BAD = ("failed", "error")
-_WORST_FIRST = ("error", "failed", "xpassed", "xfailed", "passed", "skipped")
+BAD = ("failed", "error", "crashed")
+_WORST_FIRST = ("crashed", "error", "failed", "xpassed", "xfailed", "passed", "skipped")
 REGRESSION = "REGRESSION"
 
 
@@ -64,11 +66,23 @@ class Comparison:
         return sum(change.verdict == REGRESSION for change in self.conformance)
 
 
-def compare_results(baseline: Results, current: Results, threshold: float, alpha: float) -> Comparison:
-    comparison = Comparison()
-    old, new = pooled(benchmark_frame(baseline)), pooled(benchmark_frame(current))
-    _compare_benchmarks(old, new, threshold, alpha, comparison)
-    _compare_conformance(conformance_frame(baseline), conformance_frame(current), comparison)
+def compare_results(
+    baseline: Results,
+    current: Results,
+    threshold: float,
+    alpha: float,
+    allow_different: Collection[str] = (),
+    allow_partial: bool = False,
+) -> Comparison:
+    """Compare, or raise :class:`~reports.comparable.NotComparableError` with the one-line reason."""
+    old, new = (
+        Side(name, results, benchmark_frame(results), conformance_frame(results))
+        for name, results in (("baseline", baseline), ("current", current))
+    )
+    comparison = Comparison(notes=refuse_incomparable(old, new, allow_different, allow_partial))
+    old, new = common_ground(old, new)
+    _compare_benchmarks(pooled(old.bench), pooled(new.bench), threshold, alpha, comparison)
+    _compare_conformance(old.conf, new.conf, comparison)
     return comparison
 
 

@@ -4,7 +4,9 @@ The two kinds are told apart by content, not by name: a JSON object with ``bench
 ``machine_info`` is a pytest-benchmark file; JSON lines whose first record has
 ``kind == "run_start"`` are a conformance file. Anything else is an error that names the file.
 A conformance file without its ``run_end`` line, or with ``interrupted: true``, is a partial
-run: every record it holds is still used, and readers are told it is partial.
+run: every record it holds is still used, and readers are told it is partial. A record that
+lacks a field the readers need (a check without its outcome, a benchmark without a numeric
+median) is an error that names the file and the line or benchmark, never a traceback later.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from harness.errors import UsageError
 
 CONFORMANCE_SCHEMA = "netharness.conformance/1"
 RESULT_SUFFIXES = (".json", ".jsonl")
+OUTCOMES = ("passed", "failed", "error", "crashed", "skipped", "xfailed", "xpassed")
+"""Every outcome a check record may hold (``crashed``: the process running it died)."""
+CHECK_FIELDS = ("backend", "check", "config", "outcome")
+"""What names a check record and what happened to it: each must be a non-empty string."""
+CHECK_TEXT_FIELDS = ("dtype", "device")
+"""Strings, possibly empty (a crashed test's dtype may not be known)."""
 
 
 class ResultsFileError(UsageError):
@@ -178,9 +186,7 @@ def _benchmark_file(path: Path, document: dict[str, Any]) -> BenchmarkFile:
     if not isinstance(benchmarks, list) or not isinstance(machine_info, dict):
         raise _foreign(path)
     for index, bench in enumerate(benchmarks):
-        stats = bench.get("stats") if isinstance(bench, dict) else None
-        if not isinstance(stats, dict) or "median" not in stats:
-            raise ResultsFileError(f"results file {path}: benchmark {index} has no stats.median")
+        _check_benchmark(path, index, bench)
     return BenchmarkFile(
         path=path,
         machine_info=machine_info,
@@ -193,7 +199,7 @@ def _benchmark_file(path: Path, document: dict[str, Any]) -> BenchmarkFile:
 
 def _conformance_lines(path: Path, text: str) -> ConformanceFile:
     lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    records: list[dict[str, Any]] = []
+    records: list[tuple[int, dict[str, Any]]] = []
     dropped = False
     for position, (number, line) in enumerate(lines):
         try:
@@ -206,8 +212,8 @@ def _conformance_lines(path: Path, text: str) -> ConformanceFile:
             raise ResultsFileError(f"results file {path} is not valid JSON: {exc.msg} at line {number}") from None
         if not isinstance(record, dict):
             raise _foreign(path) if position == 0 else _bad_record(path, number, "is not a JSON object")
-        records.append(record)
-    start, rest = records[0], records[1:]
+        records.append((number, record))
+    (_, start), rest = records[0], records[1:]
     if start.get("kind") != "run_start":
         raise _foreign(path)
     schema = str(start.get("schema", ""))
@@ -215,18 +221,52 @@ def _conformance_lines(path: Path, text: str) -> ConformanceFile:
         raise _foreign(path)
     if schema != CONFORMANCE_SCHEMA:
         raise ResultsFileError(f"results file {path} has schema {schema!r}; this netharness reads {CONFORMANCE_SCHEMA}")
+    for key in ("machine", "backends"):
+        if not isinstance(start.get(key, {}), dict):
+            raise _bad_record(path, records[0][0], f"(run_start) has a {key} that is not a JSON object")
     checks: list[dict[str, Any]] = []
     end: dict[str, Any] | None = None
-    for record in rest:
-        if record.get("kind") == "check":
+    for number, record in rest:
+        kind = record.get("kind")
+        if kind == "check":
+            _check_check(path, number, record)
             checks.append(record)
-        elif record.get("kind") == "run_end":
+        elif kind == "run_end":
             end = record
+        elif not isinstance(kind, str):
+            raise _bad_record(path, number, "has no kind (check, run_end)")
     return ConformanceFile(path=path, start=start, checks=checks, end=end, dropped_last_line=dropped)
 
 
 def _bad_record(path: Path, number: int, what: str) -> ResultsFileError:
     return ResultsFileError(f"results file {path}: line {number} {what}")
+
+
+def _check_check(path: Path, number: int, record: dict[str, Any]) -> None:
+    for name in (*CHECK_FIELDS, *CHECK_TEXT_FIELDS):
+        value = record.get(name)
+        if not isinstance(value, str) or (not value and name in CHECK_FIELDS):
+            what = f"no {name}" if value is None else f"{name} {value!r}"
+            kind = "a non-empty string" if name in CHECK_FIELDS else "a string"
+            raise _bad_record(path, number, f"(a check) has {what}; expected {kind}")
+
+
+def _check_benchmark(path: Path, index: int, bench: Any) -> None:
+    name = f"benchmark {index}" + (f" ({bench['name']!r})" if isinstance(bench, dict) and bench.get("name") else "")
+    stats = bench.get("stats") if isinstance(bench, dict) else None
+    if not isinstance(stats, dict) or "median" not in stats:
+        raise ResultsFileError(f"results file {path}: {name} has no stats.median")
+    if not _is_number(stats["median"]):
+        raise ResultsFileError(f"results file {path}: {name} has stats.median {stats['median']!r}; expected a number")
+    data = stats.get("data")
+    if data is not None and not (isinstance(data, list) and all(_is_number(value) for value in data)):
+        raise ResultsFileError(f"results file {path}: {name} has stats.data that is not a list of numbers")
+    if not isinstance(bench.get("extra_info") or {}, dict):
+        raise ResultsFileError(f"results file {path}: {name} has an extra_info that is not a JSON object")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def iter_benchmarks(results: Results) -> Iterable[tuple[BenchmarkFile, dict[str, Any]]]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.load import Results
+from reports.load import OUTCOMES, Results
 
 RESULTS_COLUMNS = [
     "machine",
@@ -72,7 +72,6 @@ CONFORMANCE_COLUMNS = [
     "source",
 ]
 
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 INTEGER_COLUMNS = ("batch", "threads", "rounds", "iterations", "peak_memory_bytes")
 BENCHMARK_KEY = ["machine", "backend", "phase", "batch", "dtype", "device", "threads"]
 """What names one benchmark; rows sharing it (repeated runs on one machine) are pooled."""
