@@ -23,6 +23,7 @@ MAX_TOOLTIP_LINES = 20
 CELL_STATE = {
     "failed": "failed",
     "error": "failed",
+    "crashed": "failed",
     "xfailed": "xfailed",
     "xpassed": "xfailed",
     "passed": "passed",

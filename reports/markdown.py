@@ -47,8 +47,7 @@ def render_summary(data: ReportData) -> str:
 def _backend_table(data: ReportData) -> list[str]:
     counts = outcome_counts(data.conf) if not data.conf.empty else pd.DataFrame()
     outcomes = ["passed", "failed", "error", "skipped", "xfailed"]
-    if not counts.empty and counts["xpassed"].sum():
-        outcomes.append("xpassed")
+    outcomes += [rare for rare in ("crashed", "xpassed") if not counts.empty and counts[rare].sum()]
     backends = sorted({*data.bench["backend"], *data.conf["backend"]})
     header = ["backend", *outcomes, *(title for _, title in PHASES)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -86,7 +85,9 @@ def _speed(data: ReportData, backend: str, phase: str) -> str:
 def _failures(conf: pd.DataFrame) -> list[str]:
     if conf.empty:
         return []
-    failed = conf[conf["outcome"].isin(["failed", "error"])].sort_values(["backend", "check", "config", "machine"])
+    failed = conf[conf["outcome"].isin(["failed", "error", "crashed"])].sort_values(
+        ["backend", "check", "config", "machine"]
+    )
     if failed.empty:
         return []
     several = conf["machine"].nunique() > 1
