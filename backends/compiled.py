@@ -265,8 +265,11 @@ class PreparedCompiledNet:
         self.optimizer.step()
         return value.detach()
 
-    def params(self) -> dict[str, np.ndarray]:
+    def parameters(self) -> dict[str, np.ndarray]:
         return self.compiled.parameters_numpy()
+
+    def to_host(self, output: torch.Tensor) -> np.ndarray:
+        return to_numpy(output)
 
     def synchronize(self) -> None:
         if self.device == "cuda":

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from harness import Availability, Capability, NetSpec, hookimpl
+from harness.bench import ContractPath
 from harness.spec import SEED_SPEC
 
 try:
@@ -68,19 +69,48 @@ class Net(nn.Module):  # type: ignore[misc,name-defined]
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_layers(x)[self.spec.linear_names[-1]]
 
+    # Extension points: a subclass that overrides one of these changes the forward pass,
+    # the intermediates, the gradients, the training step and the benchmark fast path alike.
+
+    def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The convolution ``name`` (stride 1, no padding)."""
+        return getattr(self, name)(x)  # type: ignore[no-any-return]
+
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        """The hidden activation (the spec's ``activation``)."""
+        return self.activation(x)  # type: ignore[no-any-return]
+
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        """Max pooling with stride equal to the window, flooring odd sizes."""
+        return F.max_pool2d(x, window)
+
+    def flatten(self, x: torch.Tensor) -> torch.Tensor:
+        """NCHW to (N, C*H*W), in (channel, row, column) order."""
+        return torch.flatten(x, 1)
+
+    def linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The fully connected layer ``name``."""
+        return getattr(self, name)(x)  # type: ignore[no-any-return]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """What the last layer's output becomes: itself (no activation on the logits)."""
+        return x
+
     def forward_layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every layer's output keyed by the spec's layer names, logits last."""
         out: dict[str, torch.Tensor] = {}
         for name, stage in zip(self.spec.conv_names, self.spec.conv_stages):
-            x = out[name] = getattr(self, name)(x)
-            x = out[f"{name}.act"] = self.activation(x)
-            x = out[f"{name}.pool"] = F.max_pool2d(x, stage.pool)
-        x = out["flatten"] = torch.flatten(x, 1)
+            x = out[name] = self.conv(name, x)
+            x = out[f"{name}.act"] = self.act(x)
+            x = out[f"{name}.pool"] = self.pool(x, stage.pool)
+        x = out["flatten"] = self.flatten(x)
         last = self.spec.linear_names[-1]
         for name in self.spec.linear_names:
-            x = out[name] = getattr(self, name)(x)
+            x = self.linear(name, x)
             if name != last:
-                x = out[f"{name}.act"] = self.activation(x)
+                out[name] = x
+                x = out[f"{name}.act"] = self.act(x)
+        out[last] = self.logits(x)
         return out
 
 
@@ -106,10 +136,12 @@ def _grad(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.grad
 
 
-def build_net(spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str) -> Net:
-    """A Net holding ``params`` (copied) in ``dtype`` on ``device``."""
+def build_net(
+    spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str, net_class: type[Net] | None = None
+) -> Net:
+    """A ``net_class`` (default :class:`Net`) holding ``params`` (copied) in ``dtype`` on ``device``."""
     spec.check_parameters(params)
-    net = Net(spec).to(device=device, dtype=torch_dtype(dtype))
+    net = (net_class or Net)(spec).to(device=device, dtype=torch_dtype(dtype))
     with torch.no_grad():
         state = {name: torch.as_tensor(np.asarray(value)) for name, value in params.items()}
         net.load_state_dict(state)
@@ -139,10 +171,9 @@ class PreparedEagerNet:
     setup_kind = "none"
     setup_seconds = 0.0
 
-    def __init__(self, spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str) -> None:
-        self.spec, self.device, self.dtype = spec, device, dtype
-        self.net = build_net(spec, params, device, dtype)
-        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=0.0)
+    def __init__(self, backend: EagerBackend, spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str):
+        self.backend, self.spec, self.device, self.dtype = backend, spec, device, dtype
+        self.net = build_net(spec, params, device, dtype, backend.net_class)
 
     def to_device(self, array: np.ndarray) -> torch.Tensor:
         return to_tensor(array, self.device, None if array.dtype.kind in "iu" else self.dtype)
@@ -152,11 +183,15 @@ class PreparedEagerNet:
             return self.net(x)
 
     def train_step(self, x: torch.Tensor, target: torch.Tensor, *, loss: str, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        torch_loss(loss, self.net(x), target).backward()
-        self.optimizer.step()
+        self.net.zero_grad(set_to_none=True)
+        self.backend.loss_tensor(loss, self.net(x), target).backward()
+        self.backend.sgd_update(self.net, lr)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {name: to_numpy(t).copy() for name, t in self.net.state_dict().items()}
+
+    def to_host(self, output: torch.Tensor) -> np.ndarray:
+        return to_numpy(output)
 
     def synchronize(self) -> None:
         if self.device == "cuda":
@@ -168,11 +203,24 @@ class EagerBackend:
 
     One Net per (spec, device, dtype) is kept and given each call's parameters by copying
     them in, so a call does not pay for constructing and initialising a module.
+
+    To test one change inside the Net ("eager with one change"), subclass and override an
+    extension point; every contract method and the benchmark fast path follow it:
+
+    - ``net_class``: a :class:`Net` subclass overriding ``conv``, ``act``, ``pool``,
+      ``flatten``, ``linear`` or ``logits`` (see ``docs/example-eager-variant/``);
+    - ``loss_tensor(loss, logits, target)``: the loss as a torch scalar;
+    - ``sgd_update(net, lr)``: the update applied after ``backward()``.
+
+    A subclass that overrides a contract method itself (``forward``, ``train_step``) gets a
+    fast path that calls those methods, so the benchmarks never time code that the suite
+    did not check.
     """
 
     name = "eager"
     capabilities = frozenset(Capability)
     dtypes = ("float32", "float64")
+    net_class: type[Net] = Net
 
     def __init__(self) -> None:
         self.version = f"torch {torch.__version__}" if torch is not None else "torch missing"
@@ -185,7 +233,7 @@ class EagerBackend:
         spec.check_parameters(params)
         key = (spec, device, dtype)
         if key not in self._nets:
-            self._nets[key] = Net(spec).to(device=device, dtype=torch_dtype(dtype))
+            self._nets[key] = self.net_class(spec).to(device=device, dtype=torch_dtype(dtype))
         net = self._nets[key]
         with torch.no_grad():
             for name, tensor in net.named_parameters():
@@ -198,9 +246,25 @@ class EagerBackend:
             return Availability.missing(f"torch cannot be imported: {_TORCH_IMPORT_ERROR}")
         return Availability.ok()
 
-    def prepare(self, spec: NetSpec, params: dict[str, np.ndarray], *, device: str, dtype: str) -> PreparedEagerNet:
-        """The benchmark fast path: see :class:`PreparedEagerNet`."""
-        return PreparedEagerNet(spec, params, device, dtype)
+    def prepare(self, spec: NetSpec, params: dict[str, np.ndarray], *, device: str, dtype: str) -> Any:
+        """The benchmark fast path: see :class:`PreparedEagerNet`.
+
+        If a subclass overrides a contract method the fast path would bypass, the fast path
+        calls the contract methods instead (:class:`harness.bench.ContractPath`).
+        """
+        if any(getattr(type(self), m) is not getattr(EagerBackend, m) for m in ("forward", "train_step")):
+            return ContractPath(self, spec, params, device=device, dtype=dtype)
+        return PreparedEagerNet(self, spec, params, device, dtype)
+
+    def loss_tensor(self, loss: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Extension point: the loss as a torch scalar (sums over the batch)."""
+        return torch_loss(loss, logits, target)
+
+    def sgd_update(self, net: Net, lr: float) -> None:
+        """Extension point: p <- p - lr * dL/dp for every parameter, after ``backward()``."""
+        params: list[torch.Tensor] = list(net.parameters())
+        with torch.no_grad():
+            torch._foreach_add_(params, [_grad(p) for p in params], alpha=-lr)
 
     # -- forward ----------------------------------------------------------------------
 
@@ -237,7 +301,7 @@ class EagerBackend:
         spec.check_target(loss, target, x.shape[0])
         net = self._net(spec, params, device, dtype)
         inputs = to_tensor(x, device, dtype).requires_grad_(True)
-        value = torch_loss(loss, net(inputs), loss_target(loss, target, device, dtype))
+        value = self.loss_tensor(loss, net(inputs), loss_target(loss, target, device, dtype))
         value.backward()
         grads = {name: to_numpy(_grad(p)).copy() for name, p in net.named_parameters()}
         grads["input"] = to_numpy(_grad(inputs))
@@ -258,10 +322,8 @@ class EagerBackend:
         spec.check_input(x)
         spec.check_target(loss, target, x.shape[0])
         net = self._net(spec, params, device, dtype)
-        optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-        optimizer.zero_grad()
-        torch_loss(loss, net(to_tensor(x, device, dtype)), loss_target(loss, target, device, dtype)).backward()
-        optimizer.step()
+        self.loss_tensor(loss, net(to_tensor(x, device, dtype)), loss_target(loss, target, device, dtype)).backward()
+        self.sgd_update(net, lr)
         return {name: to_numpy(t).copy() for name, t in net.state_dict().items()}  # the cached net lives on
 
     # -- init, activations, losses ------------------------------------------------------
@@ -269,7 +331,7 @@ class EagerBackend:
     def init_params(self, spec: NetSpec, *, seed: int, dtype: str) -> dict[str, np.ndarray]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = Net(spec).to(torch_dtype(dtype))
+            net = self.net_class(spec).to(torch_dtype(dtype))
         return {name: to_numpy(t) for name, t in net.state_dict().items()}
 
     def activation(self, name: str, x: np.ndarray) -> np.ndarray:
@@ -285,7 +347,7 @@ class EagerBackend:
     def loss(self, name: str, logits: np.ndarray, target: np.ndarray) -> float:
         dtype = logits.dtype.name
         with torch.no_grad():
-            return float(torch_loss(name, torch.tensor(logits), loss_target(name, target, "cpu", dtype)).item())
+            return float(self.loss_tensor(name, torch.tensor(logits), loss_target(name, target, "cpu", dtype)).item())
 
 
 @hookimpl

@@ -47,7 +47,17 @@ an object that holds its own copy of the parameters, so the benchmarks time stea
 - ``to_device(array)`` (optional): moves an input once, outside the timed region; without
   it, inputs are passed as NumPy arrays;
 - ``synchronize()`` (optional): waits for queued device work; called inside each round;
+- ``to_host(output) -> numpy.ndarray`` (optional): brings ``forward``'s output back to the
+  host; without it, ``numpy.asarray`` is used;
+- ``parameters() -> dict[str, numpy.ndarray]`` (needed with ``train_step``): the object's
+  current parameters, canonical names and layouts;
 - ``setup_seconds`` and ``setup_kind`` (optional): compile or export time, and which.
+
+The fast path is what the benchmarks time, so the suite checks it too: ``prepared_forward``
+compares ``forward(x)`` with the oracle, and ``prepared_train_step`` compares
+``parameters()`` after one ``train_step`` with the oracle's SGD step, at the same
+tolerances as the contract methods. Each benchmark record's error is measured on the very
+object that was timed.
 
 A backend without ``prepare`` is timed through its contract methods, conversions included,
 and its benchmark records say so.
@@ -56,7 +66,9 @@ and its benchmark records say so.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from harness.errors import PluginError
@@ -106,7 +118,7 @@ class Backend(Protocol):
     """What every backend declares. Operations are optional; see the module docstring."""
 
     name: str
-    """Unique, short, lower case: it is what ``--backend`` takes."""
+    """Unique, short, lower case (``[a-z0-9][a-z0-9_.-]*``): it is what ``--backend`` takes."""
 
     version: str
     """Versions of what the backend runs on, e.g. ``"torch 2.13.0"``."""
@@ -123,6 +135,10 @@ class Backend(Protocol):
         ...
 
 
+BACKEND_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+"""What a backend name may be: it reaches command lines, file names, test ids and the report."""
+
+
 def check_backend(backend: Any, plugin_name: str) -> None:
     """Raise PluginError if ``backend`` does not meet the contract it declares."""
     missing_attrs = [
@@ -132,6 +148,11 @@ def check_backend(backend: Any, plugin_name: str) -> None:
         raise PluginError(
             f"plugin {plugin_name!r} returned {type(backend).__name__}, which lacks {', '.join(missing_attrs)};"
             " see docs/writing-a-backend.md"
+        )
+    if not isinstance(backend.name, str) or not BACKEND_NAME.fullmatch(backend.name):
+        raise PluginError(
+            f"plugin {plugin_name!r} returned a backend named {str(backend.name)[:80]!r}; a name must match"
+            f" {BACKEND_NAME.pattern} (lower-case letters, digits, '_', '.', '-'; at most 64)"
         )
     unknown = [c for c in backend.capabilities if not isinstance(c, Capability)]
     if unknown:
@@ -165,20 +186,29 @@ def describe_capabilities(backend: Backend) -> str:
 
 @dataclass(frozen=True)
 class ToleranceOverride:
-    """A backend's request to widen the tolerance of one named check, with its reason."""
+    """A backend's request to widen the tolerance of one named check, with its reason.
+
+    Overrides merge per component: for each matching test, the widest rtol and the widest
+    atol of all matching overrides (and the default) apply.
+    """
 
     check: str
     rtol: float
     atol: float
     reason: str
     dtype: str | None = None
-    """Only for this dtype; ``None`` means every dtype."""
+    """Only for this dtype; ``None`` means every dtype (shorthand for ``select={"dtype": ...}``)."""
+    select: Mapping[str, Any] = field(default_factory=dict)
+    """Only for configurations with these parameters, e.g. ``{"activation": "tanh", "batch": 7}``;
+    keys: dtype, device, loss, activation, variant, phase, batch (see :mod:`harness.selectors`)."""
 
 
 @dataclass(frozen=True)
 class KnownDeviation:
-    """A check a backend is known to fail: it runs as a strict xfail with this reason."""
+    """A check a backend is known to fail: the selected tests run as strict xfails with this reason."""
 
     check: str
     reason: str
     dtype: str | None = None
+    select: Mapping[str, Any] = field(default_factory=dict)
+    """Only for configurations with these parameters; see :class:`ToleranceOverride`."""

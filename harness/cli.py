@@ -7,7 +7,6 @@ non-zero; a bug still shows its traceback.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,59 +55,13 @@ def cmd_backends(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job: conformance, then benchmarks, on every backend; then the report.
 
-    Each step's results are written as they arrive, so an interrupted or failing step still
-    leaves a report of what finished. Exit status: 0 only if every step passed.
+    Exit status: 0 only if every check passed, no process crashed, and (with
+    --strict-backends) every backend ran; 130 when interrupted (SIGINT or SIGTERM); 2 for
+    a usage error.
     """
-    load_backends().select([args.backend])  # reject unknown names before any work starts
-    out = _writable_dir(args.out)
-    suites = _suites_dir()
-    conformance, benchmarks = out / "conformance.jsonl", out / "benchmarks.json"
-    for stale in (conformance, benchmarks):
-        stale.unlink(missing_ok=True)
-    common = [f"--backend={args.backend}", f"--device={args.device}", f"--seed={args.seed}", "-p", "no:cacheprovider"]
-    if args.strict_backends:
-        common.append("--strict-backends")
-    steps = [
-        (
-            "conformance suite",
-            [str(suites), f"--ignore={suites / 'bench_net.py'}", f"--conformance-results={conformance}", "-q", "-rfEs"],
-            {},
-        ),
-        (
-            "benchmarks",
-            [
-                str(suites / "bench_net.py"),
-                "--benchmark-enable",
-                f"--benchmark-json={benchmarks}",
-                "--benchmark-save-data",
-                "--benchmark-columns=median,iqr,rounds",
-                f"--conformance-results={out / 'benchmark-checks.jsonl'}",
-                "-q",
-                *(["-k", "not batch256"] if args.quick else []),
-            ],
-            {"NETHARNESS_BENCH_SECONDS": "0.2" if args.quick else "1.0"},
-        ),
-    ]
-    status = 0
-    interrupted = False
-    for number, (title, pytest_args, env) in enumerate(steps, 1):
-        print(f"netharness [{number}/{len(steps) + 1}] {title}", flush=True)
-        # Exported models land beside the report, which links them.
-        code = _pytest([*pytest_args, *common], {"NETHARNESS_ARTIFACTS": str((out / "artifacts").resolve()), **env})
-        if code == 130:
-            interrupted = True
-            break
-        if code in (3, 4):  # pytest's internal and usage errors: the next step would fail alike
-            raise UsageError(f"the {title} step stopped with pytest exit code {code}; see its message above")
-        status = status or code
-    print(f"netharness [{len(steps) + 1}/{len(steps) + 1}] report", flush=True)
-    inputs = [str(path) for path in (conformance, benchmarks) if path.exists()]
-    if not inputs:
-        raise UsageError("no results were written; see the pytest output above")
-    from reports.commands import cmd_report
+    from harness.mainjob import run_main_job
 
-    cmd_report(argparse.Namespace(results=inputs, out=str(out)))
-    return 130 if interrupted else status
+    return run_main_job(args, _writable_dir(args.out), _suites_dir())
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
@@ -122,22 +75,11 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     return run_mutants(seed=args.seed, quick=args.quick, results=Path(args.results) if args.results else None)
 
 
-def _pytest(args: list[str], env: dict[str, str]) -> int:
-    """Run pytest in a child process; Ctrl-C stops the child and is reported as 130."""
-    import os
-
-    process = subprocess.Popen([sys.executable, "-m", "pytest", *args], env={**os.environ, **env})
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.wait()
-        return 130
-
-
 def _suites_dir() -> Path:
-    suites = Path.cwd() / "suites"
-    if not suites.is_dir():
-        raise UsageError(f"no suites/ directory in {Path.cwd()}; run netharness from the netharness checkout")
+    """The conformance suite beside the harness package (an editable or source install)."""
+    suites = Path(__file__).resolve().parent.parent / "suites"
+    if not (suites / "bench_net.py").is_file():
+        raise UsageError(f"the conformance suite is not installed beside netharness (looked in {suites})")
     return suites
 
 

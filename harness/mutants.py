@@ -50,51 +50,14 @@ class Mutant(EagerBackend):
 # -- the network: one defect in one layer ----------------------------------------------------
 
 
-class MutantNet(Net):
-    """``Net.forward_layers`` split into overridable steps; with no override it is exactly ``Net``."""
-
-    def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self, name)(x)
-
-    def act(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(x)
-
-    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
-        return F.max_pool2d(x, window)
-
-    def flatten(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(x, 1)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def forward_layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
-        for name, stage in zip(self.spec.conv_names, self.spec.conv_stages):
-            x = out[name] = self.conv(name, x)
-            x = out[f"{name}.act"] = self.act(x)
-            x = out[f"{name}.pool"] = self.pool(x, stage.pool)
-        x = out["flatten"] = self.flatten(x)
-        last = self.spec.linear_names[-1]
-        for name in self.spec.linear_names:
-            x = getattr(self, name)(x)
-            if name != last:
-                out[name] = x
-                x = out[f"{name}.act"] = self.act(x)
-        out[last] = self.logits(x)
-        return out
+MutantNet = Net
+"""Mutant networks override one of :class:`Net`'s extension points (conv, act, pool, ...)."""
 
 
 class NetMutant(Mutant):
-    """A mutant whose cached networks are ``net_class`` instead of ``Net``."""
+    """A mutant whose networks are ``net_class`` instead of ``Net``: every path sees the defect."""
 
-    net_class: type[MutantNet] = MutantNet
-
-    def _net(self, spec: NetSpec, params: Params, device: str, dtype: str) -> Net:
-        key = (spec, device, dtype)
-        if key not in self._nets:  # EagerBackend._net then only copies the parameters in
-            self._nets[key] = self.net_class(spec).to(device=device, dtype=torch_dtype(dtype))
-        return super()._net(spec, params, device, dtype)
+    net_class: type[Net] = MutantNet
 
 
 class _TransposedKernelNet(MutantNet):

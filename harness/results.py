@@ -64,6 +64,10 @@ class CheckRecord:
         return record
 
 
+def run_start_record(**info: Any) -> dict[str, Any]:
+    return {"kind": "run_start", "schema": SCHEMA, "time": time.time(), "machine": machine_info(), **info}
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "node": platform.node(),
@@ -85,13 +89,23 @@ def git_commit(cwd: Path | None = None) -> str:
     return out.stdout.strip() or "unknown"
 
 
+SUPERVISED_ENV = "NETHARNESS_SUPERVISED"
+"""Set by :mod:`harness.supervisor` in the pytest processes it runs and resumes."""
+
+
 class ResultsWriter:
-    """Appends records to a JSON-lines file, flushing each one to disk."""
+    """Writes records to a JSON-lines file, flushing each one to disk.
+
+    Under a supervisor (``NETHARNESS_SUPERVISED=1``) the file is appended to, since one run
+    may take several processes: ``run_start`` is written only into an empty file, and the
+    process ends with ``child_end``; the supervisor writes the one ``run_end``.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.supervised = os.environ.get(SUPERVISED_ENV) == "1"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO | None = path.open("w", encoding="utf-8")
+        self._file: TextIO | None = path.open("a" if self.supervised else "w", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
@@ -101,10 +115,12 @@ class ResultsWriter:
         os.fsync(self._file.fileno())
 
     def start(self, **info: Any) -> None:
-        self.write({"kind": "run_start", "schema": SCHEMA, "time": time.time(), "machine": machine_info(), **info})
+        if self.supervised and self.path.stat().st_size > 0:
+            return
+        self.write(run_start_record(**info))
 
     def finish(self, **info: Any) -> None:
-        self.write({"kind": "run_end", "time": time.time(), **info})
+        self.write({"kind": "child_end" if self.supervised else "run_end", "time": time.time(), **info})
         self.close()
 
     def close(self) -> None:

@@ -65,25 +65,24 @@ def max_errors(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
     return float(diff.max()), float(diff.max() / scale)
 
 
-def error_against_oracle(
-    backend: Backend,
-    phase: str,
-    params: dict[str, np.ndarray],
-    x: np.ndarray,
-    target: np.ndarray,
-    device: str,
-    dtype: str,
-) -> tuple[float, float]:
-    """The backend's error at this very configuration: logits for forward, new parameters for a train step."""
+def error_of_timed_object(runner: Runner, phase: str, x: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """The timed object's own error at this configuration, against the oracle.
+
+    forward: its logits, on the parameters it holds now. train_step: the parameters after
+    one more step of its own, against the oracle's step from the parameters it held before.
+    """
     spec = NetSpec()
+    x64 = x.astype(np.float64)
     if phase == "forward":
-        got = backend.forward(spec, params, x, device=device, dtype=dtype)  # type: ignore[attr-defined]
-        return max_errors(got, oracle.forward(spec, as_float64(params), x.astype(np.float64)))
-    updated = backend.train_step(  # type: ignore[attr-defined]
-        spec, params, x, target, loss=BENCH_LOSS, lr=BENCH_LR, device=device, dtype=dtype
-    )
-    expected = oracle.sgd_step(spec, as_float64(params), x.astype(np.float64), target, BENCH_LOSS, BENCH_LR)
-    errors = [max_errors(updated[name], expected[name]) for name in expected]
+        logits = runner.output()
+        return max_errors(logits, oracle.forward(spec, as_float64(runner.current_parameters()), x64))
+    assert runner.train_step is not None
+    before = as_float64(runner.current_parameters())
+    runner.train_step()
+    runner.synchronize()
+    after = runner.current_parameters()
+    expected = oracle.sgd_step(spec, before, x64, target, BENCH_LOSS, BENCH_LR)
+    errors = [max_errors(after[name], expected[name]) for name in expected]
     return max(e[0] for e in errors), max(e[1] for e in errors)
 
 
@@ -105,7 +104,7 @@ def test_benchmark(
     capability = Capability.FORWARD if phase == "forward" else Capability.TRAIN_STEP
     if not supports(backend, capability):
         pytest.skip(f"backend {backend.name!r} does not declare capability {capability.value!r}")
-    runner, params, x, target = runner_for(backend, batch, dtype, device)
+    runner, _params, x, target = runner_for(backend, batch, dtype, device)
     work = runner.forward if phase == "forward" else runner.train_step
     assert work is not None
 
@@ -127,8 +126,8 @@ def test_benchmark(
         dtype=dtype,
         device=device,
         threads=thread_count(),
-        first_call_s=runner.first_call_s,
-        setup_s=runner.setup_s,
+        first_call_s=runner.first_call_s[phase],
+        setup_s=runner.setup_s[phase],
         setup_kind=runner.setup_kind,
         prepared=runner.prepared,
     )
@@ -143,6 +142,4 @@ def test_benchmark(
     info.update(samples_per_s=batch / median, gflops_per_s=flops / median / 1e9)
     info["peak_fraction"] = (flops / median / 1e9) / peak if peak else None
     info["peak_memory_bytes"], info["peak_memory_method"] = peak_memory_bytes(one_round, device)
-    info["max_abs_error"], info["max_rel_error"] = error_against_oracle(
-        backend, phase, params, x, target, device, dtype
-    )
+    info["max_abs_error"], info["max_rel_error"] = error_of_timed_object(runner, phase, x, target)

@@ -179,7 +179,7 @@ def test_prepared_net_runs_on_device_tensors(compile_backend: CompiledBackend, p
     target = random_target(SEED_SPEC, "cross_entropy", 7, np.random.default_rng(4))
     prepared.train_step(x, target, loss="cross_entropy", lr=0.05)
     expected = EAGER.train_step(SEED_SPEC, params, x, target, loss="cross_entropy", lr=0.05, device="cpu", dtype=DTYPE)
-    assert_close(prepared.params()["conv1.weight"], expected["conv1.weight"])
+    assert_close(prepared.parameters()["conv1.weight"], expected["conv1.weight"])
     assert prepared.compile_seconds >= 0.0
 
 

@@ -1,0 +1,71 @@
+"""The ``conformance`` fixture's object: compares a backend's arrays with the reference.
+
+Every comparison is remembered and travels with the test's report into the results file,
+and a failure ends with the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.conformance import ConformanceError, compare, first_divergent_layer
+from harness.recorder import META
+from harness.results import Measurement
+from harness.tolerances import Tolerance
+
+
+class Checker:
+    """Compares a backend's arrays with the reference and remembers every measurement."""
+
+    def __init__(self, request: pytest.FixtureRequest, state: Any, check: str, config: dict[str, Any]) -> None:
+        self.request = request
+        self.state = state
+        # Shared with the test's report, which pytest builds right after the call.
+        self._recorded: list[dict[str, Any]] = []
+        request.node.user_properties.append((f"{META}.measurements", self._recorded))
+        callspec = getattr(request.node, "callspec", None)
+        self.backend_name: str = callspec.params.get("backend", "") if callspec else ""
+        self.dtype: str = callspec.params.get("dtype", "float64") if callspec else "float64"
+        self.check = check
+        self.config = config
+
+    def tolerance(self, check: str | None = None, dtype: str | None = None) -> Tolerance:
+        return self.state.tolerance_for(self.backend_name, check or self.check, dtype or self.dtype, self.config)
+
+    def close(
+        self,
+        what: str,
+        actual: np.ndarray,
+        expected: np.ndarray,
+        *,
+        tolerance: Tolerance | None = None,
+        layers: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None,
+    ) -> Measurement:
+        """Assert ``actual`` matches ``expected``; ``layers`` = (backend's, reference's) intermediates."""
+        tol = tolerance or self.tolerance()
+        measurement, failure = compare(what, actual, expected, tol)
+        self.record(measurement)
+        if failure:
+            if layers is not None:
+                divergent = first_divergent_layer(layers[0], layers[1], tol)
+                failure += f"; first divergent layer: {divergent or 'none (only the output differs)'}"
+            raise ConformanceError(f"{failure}\n  reproduce: {self.reproduce()}")
+        return measurement
+
+    def record(self, measurement: Measurement) -> None:
+        # Plain Python numbers only: under xdist the report crosses a process boundary.
+        self._recorded.append({k: v.item() if isinstance(v, np.generic) else v for k, v in asdict(measurement).items()})
+
+    def fail(self, message: str) -> None:
+        raise ConformanceError(f"{message}\n  reproduce: {self.reproduce()}")
+
+    def reproduce(self) -> str:
+        return reproduce_command(self.request.node.nodeid, self.backend_name, self.state)
+
+
+def reproduce_command(nodeid: str, backend: str, state: Any) -> str:
+    return f"pytest '{nodeid}' --backend={backend} --device={state.device} --seed={state.seed}"

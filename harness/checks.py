@@ -1,0 +1,68 @@
+"""The catalogue of conformance checks: every name a record, an override or a deviation can use.
+
+A check's name is what the results file, the report and the hooks call it: the ``check``
+marker of its test, or else the test function's name without ``test_``. Every test in
+``suites/`` must name a check listed here (``tests/test_checks_catalogue.py`` holds them
+to it), so a hook that names an unknown check is a typo, and is rejected with this list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.backend import Capability
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    """One conformance check: its family, the capability it needs, and what it asserts."""
+
+    name: str
+    family: str
+    capability: Capability | None
+    summary: str
+
+
+def _catalogue(*rows: tuple[str, str, Capability | None, str]) -> dict[str, CheckInfo]:
+    return {name: CheckInfo(name, family, capability, summary) for name, family, capability, summary in rows}
+
+
+F, LAYERS, B, N = Capability.FORWARD, Capability.INTERMEDIATES, Capability.BACKWARD, Capability.INIT
+A, L, T = Capability.ACTIVATIONS, Capability.LOSSES, Capability.TRAIN_STEP
+
+CHECKS: dict[str, CheckInfo] = _catalogue(
+    ("plugin_loaded", "plugins", None, "every installed plugin imported and its hook returned backends"),
+    ("output_shape", "shapes", F, "logits are (batch, classes) in the requested dtype"),
+    ("output_shape_variants", "shapes", F, "logits shape on every spec variant"),
+    ("intermediate_shapes", "shapes", LAYERS, "every layer's output shape, in forward order"),
+    ("rejects_bad_input", "shapes", F, "a wrong rank, size, channel count or dtype is rejected"),
+    ("forward_values", "forward", F, "logits against the float64 oracle (default spec and variants)"),
+    ("intermediate_values", "forward", LAYERS, "every layer's output against the oracle"),
+    ("prepared_forward", "fast path", F, "the benchmark fast path's logits against the oracle"),
+    ("prepared_train_step", "fast path", T, "the fast path's parameters after one SGD step against the oracle"),
+    ("gradients", "gradients", B, "loss and every gradient against the oracle, both losses"),
+    ("gradient_finite_differences", "gradients", B, "gradients against central finite differences"),
+    ("maxpool_tie_subgradient", "gradients", B, "a max-pool tie sends the gradient to the first maximum"),
+    ("relu_subgradient_at_zero", "gradients", B, "relu'(0) = 0"),
+    ("init_conv_weights", "init", N, "Kaiming-normal fan_out statistics"),
+    ("init_linear_weights", "init", N, "Xavier-uniform statistics and bounds"),
+    ("init_biases", "init", N, "every bias is zero"),
+    ("init_seeds", "init", N, "same seed, same parameters; another seed, others"),
+    ("activation_values", "activations", A, "relu, tanh, sigmoid in ULPs of the dtype"),
+    ("activation_derivatives", "activations", A, "the elementwise derivatives"),
+    ("activation_edge_cases", "activations", A, "zeros, infinities, NaN, extremes"),
+    ("activation_properties", "activations", A, "monotonic, bounded, symmetric where the math is"),
+    ("activation_preserves_dtype_shape_and_input", "activations", A, "same dtype and shape; input untouched"),
+    ("loss_values", "losses", L, "sse and cross-entropy sums against the oracle"),
+    ("cross_entropy_stability", "losses", L, "cross-entropy stays finite and exact at large logits"),
+    ("train_step", "training", T, "one SGD step: new parameters and the update itself"),
+    ("training_converges", "training", T, "the loss falls by 90% within 200 steps"),
+    ("forward_deterministic", "hygiene", F, "the same call twice gives bit-identical logits"),
+    ("forward_output_is_finite", "hygiene", F, "finite inputs give finite logits"),
+    ("inputs_not_mutated", "hygiene", F, "forward leaves its inputs and parameters untouched"),
+    ("benchmark", "benchmarks", None, "the timed configuration ran (timing is in benchmarks.json)"),
+)
+
+
+def unknown_check_message(name: str) -> str:
+    return f"unknown check {name!r}; valid checks: {', '.join(sorted(CHECKS))} (see `netharness checks`)"

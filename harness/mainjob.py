@@ -1,0 +1,249 @@
+"""``netharness run``: conformance, then benchmarks, on every backend; then the report.
+
+Each backend runs in its own supervised pytest processes (:mod:`harness.supervisor`), so a
+backend that crashes its interpreter loses no other backend's results, and its crashed
+test is named. One run owns its output folder (a lock); the previous run's files are moved
+to ``previous/`` until the new report is complete, so a partial run never sits beside a
+stale complete report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.manager import load_backends
+from harness.results import git_commit, run_start_record
+from harness.supervisor import EXIT_INTERRUPTED, StepOutcome, append_record, run_step, terminate_as_interrupt
+
+OUTPUTS = (
+    "conformance.jsonl",
+    "benchmarks.json",
+    "benchmark-checks.jsonl",
+    "results.csv",
+    "conformance.csv",
+    "report.html",
+    "summary.md",
+    "artifacts",
+    "plots",
+)
+PREVIOUS = "previous"
+LOCK = ".netharness.lock"
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock for the run; a second run into the same folder fails at once."""
+    handle = (out / LOCK).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UsageError(
+            f"{out} is in use by another netharness run ({holder}); wait for it or pass another --out"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def move_aside_previous(out: Path) -> bool:
+    """Move the last run's outputs to ``out/previous`` (replacing an older one); True if there were any."""
+    present = [out / name for name in OUTPUTS if (out / name).exists()]
+    if not present:
+        return False
+    previous = out / PREVIOUS
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir()
+    for path in present:
+        path.rename(previous / path.name)
+    return True
+
+
+def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
+    registry = load_backends()
+    selected = registry.select([args.backend], strict=args.strict_backends)
+    if args.device == "cuda":
+        from harness.session import cuda_present
+
+        if not cuda_present():
+            raise UsageError("--device=cuda: this machine has no CUDA device (torch.cuda.is_available() is False)")
+    with output_lock(out), terminate_as_interrupt():
+        had_previous = move_aside_previous(out)
+        conformance, checks = out / "conformance.jsonl", out / "benchmark-checks.jsonl"
+        describe = {n: {"version": registry.backends[n].version} for n in selected}
+        for path in (conformance, checks):
+            append_record(
+                path,
+                run_start_record(
+                    seed=args.seed,
+                    device=args.device,
+                    backends=describe,
+                    plugin_failures=[str(f) for f in registry.failures],
+                    commit=git_commit(),
+                ),
+            )
+        common = [f"--device={args.device}", f"--seed={args.seed}", "-p", "no:cacheprovider"]
+        if args.strict_backends:
+            common.append("--strict-backends")
+        env = {"NETHARNESS_ARTIFACTS": str((out / "artifacts").resolve())}
+        parts = out / ".parts"
+        shutil.rmtree(parts, ignore_errors=True)
+        parts.mkdir()
+        steps: list[tuple[str, str, StepOutcome]] = []
+        total = 2 * len(selected) + 1
+        number = 0
+        for title in ("conformance", "benchmarks"):
+            for name in selected:
+                number += 1
+                print(f"netharness [{number}/{total}] {title}: {name}", flush=True)
+                if title == "conformance":
+                    pytest_args = [str(suites), f"--ignore={suites / 'bench_net.py'}", "-q", "-rfEs"]
+                    results = conformance
+                    step_env = env
+                else:
+                    pytest_args = [
+                        str(suites / "bench_net.py"),
+                        "--benchmark-enable",
+                        f"--benchmark-json={parts / f'bench-{name}.json'}",
+                        "--benchmark-save-data",
+                        "--benchmark-columns=median,iqr,rounds",
+                        "-q",
+                        *(["-k", "not batch256"] if args.quick else []),
+                    ]
+                    results = checks
+                    step_env = {**env, "NETHARNESS_BENCH_SECONDS": "0.2" if args.quick else "1.0"}
+                outcome = run_step(
+                    [*pytest_args, *common, f"--backend={name}"],
+                    results,
+                    env=step_env,
+                    seed=args.seed,
+                    device=args.device,
+                )
+                steps.append((title, name, outcome))
+                if outcome.interrupted:
+                    break
+                if outcome.exit_code in (3, 4):  # pytest's internal and usage errors: the next step would fail alike
+                    raise UsageError(f"the {title} step of {name} stopped with pytest exit code {outcome.exit_code}")
+            if any(o.interrupted for _, _, o in steps):
+                break
+        interrupted = any(o.interrupted for _, _, o in steps)
+        merge_benchmarks(sorted(parts.glob("bench-*.json")), out / "benchmarks.json")
+        shutil.rmtree(parts, ignore_errors=True)
+        problems = verdict_problems(steps, selected, strict=args.strict_backends)
+        status = EXIT_INTERRUPTED if interrupted else (1 if problems or any(o.exit_code for *_, o in steps) else 0)
+        for path in (conformance, checks):
+            append_record(
+                path,
+                {
+                    "kind": "run_end",
+                    "time": time.time(),
+                    "exitstatus": status,
+                    "interrupted": interrupted,
+                    "crashed": [t for *_, o in steps for t in o.crashed],
+                    "problems": problems,
+                },
+            )
+        print(f"netharness [{total}/{total}] report", flush=True)
+        from reports.commands import cmd_report
+
+        inputs = [str(p) for p in (conformance, out / "benchmarks.json") if p.exists()]
+        cmd_report(argparse.Namespace(results=inputs, out=str(out)))
+        print_verdict(conformance, out / "benchmarks.json", selected, problems)
+        if had_previous:
+            if status == 0 or (status == 1 and not interrupted):
+                shutil.rmtree(out / PREVIOUS, ignore_errors=True)
+            else:
+                print(f"netharness: the previous run's report is kept in {out / PREVIOUS}", flush=True)
+        print(f"netharness: {out / 'summary.md'}\nnetharness: {out / 'report.html'}", flush=True)
+        return status
+
+
+def verdict_problems(steps: list[tuple[str, str, StepOutcome]], selected: list[str], *, strict: bool) -> list[str]:
+    """What makes the run fail beyond a failed check: crashes, dead processes, backends that ran nothing."""
+    problems = []
+    for title, name, outcome in steps:
+        problems += [f"{name}: {title} test {test} crashed the process" for test in outcome.crashed]
+        if outcome.died_outside_a_test:
+            problems.append(f"{name}: {title}: {outcome.died_outside_a_test}")
+    if strict:
+        for name in selected:
+            ran = sum(o.ran.get(name, 0) for title, n, o in steps if title == "conformance" and n == name)
+            if ran == 0 and not any(o.interrupted for *_, o in steps):
+                problems.append(f"{name}: ran no conformance check (--strict-backends)")
+    for problem in problems:
+        print(f"netharness: FAILED: {problem}", flush=True)
+    return problems
+
+
+def merge_benchmarks(parts: list[Path], target: Path) -> None:
+    """One pytest-benchmark JSON from the per-backend ones (machine and commit info from the first)."""
+    documents = []
+    for part in parts:
+        try:
+            documents.append(json.loads(part.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    if not documents:
+        return
+    merged = dict(documents[0])
+    merged["benchmarks"] = [b for document in documents for b in document.get("benchmarks", [])]
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(merged), encoding="utf-8")
+    tmp.replace(target)
+
+
+def print_verdict(conformance: Path, benchmarks: Path, selected: list[str], problems: list[str]) -> None:
+    """One line per backend: conformance counts and forward speed against eager at batch 64."""
+    counts: dict[str, Counter[str]] = {name: Counter() for name in selected}
+    for line in conformance.read_text(encoding="utf-8").splitlines():
+        try:
+            record: dict[str, Any] = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("kind") == "check" and record.get("backend") in counts:
+            counts[record["backend"]][record.get("outcome", "")] += 1
+    medians = _forward_medians_at_64(benchmarks)
+    print("netharness: verdict", flush=True)
+    for name in selected:
+        c = counts[name]
+        bad = c["failed"] + c["error"] + c["crashed"] + c["xpassed"]
+        verdict = "conforms" if bad == 0 and sum(c.values()) > c["skipped"] else f"{bad} failing"
+        if sum(c.values()) == c["skipped"]:
+            verdict = "ran no check"
+        speed = ""
+        if name in medians and "eager" in medians:
+            speed = f"; forward at batch 64: {medians['eager'] / medians[name]:.2f}x eager's speed"
+        kinds = ("passed", "failed", "error", "crashed", "xfailed", "xpassed", "skipped")
+        parts = [f"{c[k]} {k}" for k in kinds if c[k]]
+        print(f"  {name}: {verdict} ({', '.join(parts) or 'no records'}){speed}", flush=True)
+
+
+def _forward_medians_at_64(path: Path) -> dict[str, float]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    medians = {}
+    for bench in document.get("benchmarks", []):
+        info, stats = bench.get("extra_info", {}), bench.get("stats") or {}
+        if info.get("phase") == "forward" and info.get("batch") == 64 and stats.get("median"):
+            medians[str(info.get("backend"))] = float(stats["median"])
+    return medians

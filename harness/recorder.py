@@ -1,0 +1,121 @@
+"""The results file's writer side: one record per backend x check x config, as each test ends.
+
+Registered on the controller only; under xdist, workers forward their reports here. Before
+each test of a backend a ``started`` record is written, so a supervisor that finds the
+process dead knows which test killed it (see :mod:`harness.supervisor`). Under xdist, a
+worker that dies is reported by xdist; that report is recorded as ``crashed``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from harness.checks import CHECKS
+from harness.results import CheckRecord, Measurement
+
+META = "netharness"
+RAN = ("passed", "failed", "error", "xfailed", "xpassed", "crashed")
+"""Outcomes that mean a check ran (a skip does not)."""
+
+
+class ResultsRecorder:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.ran: Counter[str] = Counter()
+        self.crashed: list[str] = []
+
+    def _state(self) -> Any:
+        from harness.pytest_plugin import harness_state
+
+        return harness_state(self.config)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Mark the test as started, on disk, before it runs: if it kills the process, this names it."""
+        meta: Any = dict(item.user_properties).get(META)
+        if meta is not None:
+            self._state().write({"kind": "started", "test_id": item.nodeid, **meta})
+
+    @pytest.hookimpl(tryfirst=True)  # written before the terminal shows the outcome
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props: dict[str, Any] = dict(report.user_properties)
+        meta = props.get(META)
+        if meta is None and report.failed and "crashed" in str(report.longrepr):
+            meta = self._meta_of_crash(report.nodeid)
+            if meta is not None:
+                self._write(report, meta, "crashed", _first_line(str(report.longrepr)), [])
+            return
+        if meta is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
+            return
+        measurements = [Measurement(**m) for m in props.get(f"{META}.measurements", [])]
+        self._write(report, meta, outcome_of(report), reason_of(report), measurements)
+
+    def _write(
+        self, report: pytest.TestReport, meta: dict[str, Any], outcome: str, reason: str, measurements: list[Any]
+    ) -> None:
+        state = self._state()
+        record = CheckRecord(
+            backend=meta["backend"],
+            check=meta["check"],
+            config=meta["config"],
+            dtype=meta["dtype"],
+            device=state.device,
+            outcome=outcome,
+            test_id=report.nodeid,
+            seed=state.seed,
+            reason=reason,
+            duration_s=report.duration,
+            measurements=measurements,
+        )
+        if outcome in RAN:
+            self.ran[meta["backend"]] += 1
+        if outcome == "crashed":
+            self.crashed.append(report.nodeid)
+        state.write(record.to_json())
+
+    def _meta_of_crash(self, nodeid: str) -> dict[str, Any] | None:
+        """Backend, check and config from a test id alone (a crashed worker sends nothing else)."""
+        if "[" not in nodeid:
+            return None
+        function, _, params = nodeid.partition("::")[2].partition("[")
+        params = params.rstrip("]")
+        state = self._state()
+        backend = max((n for n in state.selected if params == n or params.startswith(n + "-")), key=len, default=None)
+        if backend is None:
+            return None
+        rest = params[len(backend) :].lstrip("-")
+        dtype = rest.split("-")[0] if rest.split("-")[0].startswith("float") else ""
+        name = function.removeprefix("test_")
+        check = name if name in CHECKS else max((c for c in CHECKS if name.startswith(c)), key=len, default=name)
+        return {"backend": backend, "dtype": dtype, "check": check, "config": rest or "default"}
+
+    def zero_check_backends(self) -> list[str]:
+        return [name for name in self._state().selected if self.ran[name] == 0]
+
+
+def outcome_of(report: pytest.TestReport) -> str:
+    xfail = hasattr(report, "wasxfail")
+    if report.passed:
+        return "xpassed" if xfail else "passed"
+    if report.skipped:
+        return "xfailed" if xfail else "skipped"
+    return "error" if report.when == "setup" else "failed"
+
+
+def reason_of(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return str(report.wasxfail)
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    if report.failed:
+        text = report.longreprtext.strip().splitlines()
+        errors = [line for line in text if line.startswith("E ")]
+        return (errors[0][1:].strip() if errors else (text[-1] if text else ""))[:500]
+    return ""
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "the process died")[:500]

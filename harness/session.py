@@ -1,0 +1,142 @@
+"""What one pytest session knows about backends: the registry, the selection and the options.
+
+Built lazily, the first time a netharness fixture, test or option needs it, so a pytest run
+that never touches the suite imports no backend and writes no file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backend import Backend, KnownDeviation, ToleranceOverride
+from harness.errors import PluginError, UsageError
+from harness.manager import BackendRegistry, HarnessPluginManager, build_plugin_manager, collect_backends
+from harness.results import ResultsWriter, git_commit
+from harness.selectors import DEVICES, matches, merged_tolerance, validate
+from harness.tolerances import Tolerance, default_tolerance
+
+DEFAULT_RESULTS = ".netharness/conformance.jsonl"
+
+
+class HarnessState:
+    """The plugin manager, the selected backends, their declarations, and the results file."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.device = parse_device(config.getoption("device"))
+        self.seed = parse_seed(config.getoption("seed"))
+        self.strict: bool = config.getoption("strict_backends")
+        self.results_path = Path(config.getoption("conformance_results"))
+        self.pm: HarnessPluginManager = build_plugin_manager()
+        self.registry: BackendRegistry = collect_backends(self.pm)
+        try:
+            self.selected = self.registry.select(config.getoption("backend"), strict=self.strict)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self._availability: dict[str, Any] = {}
+        self._deviations: dict[str, list[KnownDeviation]] = {}
+        self._overrides: dict[str, list[ToleranceOverride]] = {}
+        self.writer: ResultsWriter | None = None
+        self.is_worker = hasattr(config, "workerinput")
+        if not self.is_worker:
+            check_writable(self.results_path)
+
+    def backend(self, name: str) -> Backend:
+        return self.registry.backends[name]
+
+    def availability(self, name: str) -> Any:
+        if name not in self._availability:
+            self._availability[name] = self.backend(name).availability()
+        return self._availability[name]
+
+    def known_deviations(self, name: str) -> list[KnownDeviation]:
+        if name not in self._deviations:
+            results = self.pm.hook.harness_known_deviations(backend=self.backend(name))
+            declared = [d for group in results for d in (group or ())]
+            self._deviations[name] = _validated(declared, name, "harness_known_deviations")
+        return self._deviations[name]
+
+    def tolerance_overrides(self, name: str) -> list[ToleranceOverride]:
+        if name not in self._overrides:
+            results = self.pm.hook.harness_tolerance_overrides(backend=self.backend(name))
+            declared = [o for group in results for o in (group or ())]
+            self._overrides[name] = _validated(declared, name, "harness_tolerance_overrides")
+        return self._overrides[name]
+
+    def deviation_for(self, name: str, check: str, config: dict[str, Any]) -> KnownDeviation | None:
+        return next((d for d in self.known_deviations(name) if matches(d, check, config)), None)
+
+    def tolerance_for(self, name: str, check: str, dtype: str, config: dict[str, Any] | None = None) -> Tolerance:
+        """The default tolerance, widened per component by every matching override.
+
+        rtol and atol are merged separately: the widest rtol and the widest atol apply, and
+        the reason names each override that widened one.
+        """
+        config = {**(config or {}), "dtype": dtype}
+        return merged_tolerance(default_tolerance(check, dtype), self.tolerance_overrides(name), check, config)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.writer is None:
+            self.writer = ResultsWriter(self.results_path)
+            self.writer.start(
+                seed=self.seed,
+                device=self.device,
+                backends={n: describe(self.backend(n)) for n in self.selected},
+                plugin_failures=[str(f) for f in self.registry.failures],
+                commit=git_commit(),
+            )
+        self.writer.write(record)
+
+
+def _validated(declared: list[Any], backend: str, hook: str) -> list[Any]:
+    try:
+        for declaration in declared:
+            validate(declaration, backend, hook)
+    except PluginError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return declared
+
+
+def describe(backend: Backend) -> dict[str, Any]:
+    return {"version": backend.version, "capabilities": sorted(c.value for c in backend.capabilities)}
+
+
+def check_writable(path: Path) -> None:
+    """Fail at start-up, not mid-run, if the results file cannot be written (nothing is truncated)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise pytest.UsageError(f"cannot write --conformance-results {path}: {exc.strerror or exc}") from None
+
+
+def cuda_present() -> bool:
+    """Whether this machine has a CUDA device, asked of torch where it is installed."""
+    try:
+        import torch
+    except ImportError:
+        return os.path.exists("/dev/nvidiactl")
+    return bool(torch.cuda.is_available())
+
+
+def parse_device(value: str) -> str:
+    if value not in DEVICES:
+        raise pytest.UsageError(f"unknown device {value!r} for --device; valid devices: {', '.join(DEVICES)}")
+    if value == "cuda" and not cuda_present():
+        raise pytest.UsageError("--device=cuda: this machine has no CUDA device (torch.cuda.is_available() is False)")
+    return value
+
+
+def parse_seed(value: str) -> int:
+    try:
+        seed = int(value)
+    except ValueError:
+        raise pytest.UsageError(f"--seed must be a non-negative integer, got {value!r}") from None
+    if seed < 0:
+        raise pytest.UsageError(f"--seed must be a non-negative integer, got {value!r}")
+    return seed
