@@ -1,9 +1,15 @@
-"""``summary.md``: a short Markdown summary that fits a CI job summary (at most ~60 lines)."""
+"""``summary.md``: a short Markdown summary that fits a CI job summary (at most ~60 lines).
+
+Every string from the results (backends, machines, commits, checks, reasons, paths) goes
+through :func:`~reports.escaping.markdown_text`: nothing in a results file becomes a link,
+raw HTML, a table column or a new line here.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from reports.escaping import markdown_code, markdown_text
 from reports.model import ReportData
 from reports.stats import BASELINE_BACKEND
 from reports.tables import outcome_counts
@@ -20,12 +26,13 @@ def render_summary(data: ReportData) -> str:
     reasons = data.results.partial_reasons
     if reasons:
         lines.append("> **PARTIAL RUN**: a conformance run did not finish; the counts cover only what it recorded.")
-        lines.extend(f"> - {reason}" for reason in reasons[:MAX_PARTIAL_LINES])
+        lines.extend(f"> - {markdown_text(reason)}" for reason in reasons[:MAX_PARTIAL_LINES])
         if len(reasons) > MAX_PARTIAL_LINES:
             lines.append(f"> - … and {len(reasons) - MAX_PARTIAL_LINES} more partial files")
         lines.append("")
-    commits = sorted({*data.bench["commit"], *data.conf["commit"]})
-    lines.append(f"Machines: {', '.join(data.results.machines) or 'none'} · commit {', '.join(commits) or 'unknown'}")
+    machines = ", ".join(map(markdown_text, data.results.machines)) or "none"
+    commits = ", ".join(map(markdown_text, sorted({*data.bench["commit"], *data.conf["commit"]}))) or "unknown"
+    lines.append(f"Machines: {machines} · commit {commits}")
     lines.append("")
     lines.extend(_backend_table(data))
     lines.append("")
@@ -57,7 +64,7 @@ def _backend_table(data: ReportData) -> list[str]:
         else:
             cells = ["—"] * len(outcomes)
         cells += [_speed(data, backend, phase) for phase, _ in PHASES]
-        lines.append("| " + " | ".join([backend, *cells]) + " |")
+        lines.append("| " + " | ".join([markdown_text(backend), *cells]) + " |")
     return lines
 
 
@@ -77,7 +84,7 @@ def _speed(data: ReportData, backend: str, phase: str) -> str:
     parts = []
     for row in rows.itertuples():
         interval = "" if pd.isna(row.ci_low) else f" [{row.ci_low:.2f}, {row.ci_high:.2f}]"
-        where = f"{row.machine}/{row.device}: " if several else ""
+        where = f"{markdown_text(row.machine)}/{markdown_text(row.device)}: " if several else ""
         parts.append(f"{where}{row.speedup:.2f}×{interval}")
     return "; ".join(parts)
 
@@ -93,11 +100,14 @@ def _failures(conf: pd.DataFrame) -> list[str]:
     several = conf["machine"].nunique() > 1
     lines = ["", f"## Failures ({len(failed)})", ""]
     for row in failed.head(MAX_FAILURES).itertuples():
-        where = f" on {row.machine}" if several else ""
+        where = f" on {markdown_text(row.machine)}" if several else ""
         reason = " ".join(str(row.reason).split()) or "(no reason recorded)"
-        if len(reason) > MAX_REASON:
+        if len(reason) > MAX_REASON:  # cut before escaping, so no escape or entity is cut in two
             reason = reason[: MAX_REASON - 1] + "…"
-        lines.append(f"- **{row.backend}** `{row.check}` `{row.config}`{where} ({row.outcome}): {reason}")
+        lines.append(
+            f"- **{markdown_text(row.backend)}** {markdown_code(row.check)} {markdown_code(row.config)}{where} "
+            f"({markdown_text(row.outcome)}): {markdown_text(reason)}"
+        )
     if len(failed) > MAX_FAILURES:
         lines.append(f"- … and {len(failed) - MAX_FAILURES} more: see conformance.csv and report.html")
     return lines
