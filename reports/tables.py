@@ -3,7 +3,9 @@
 Column names carry their units (``median_s``, ``samples_per_s``); these frames are what
 ``results.csv`` and ``conformance.csv`` hold, and every other table is derived from them.
 The benchmark frame also holds ``timings``, the raw per-round times in seconds as a NumPy
-array, which the statistics need and the CSV leaves out.
+array, which the statistics need and the CSV leaves out. In the CSV, a text cell that starts
+like a formula (``=``, ``+``, ``-``, ``@``, tab, CR) is prefixed with ``'``, so a spreadsheet
+shows it instead of running it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports.escaping import csv_cell
 from reports.load import OUTCOMES, Results
 
 RESULTS_COLUMNS = [
@@ -154,11 +157,24 @@ def conformance_frame(results: Results) -> pd.DataFrame:
 
 
 def results_csv(bench: pd.DataFrame) -> str:
-    return bench[RESULTS_COLUMNS].to_csv(index=False, lineterminator="\n")
+    return _csv(bench[RESULTS_COLUMNS])
 
 
 def conformance_csv(conf: pd.DataFrame) -> str:
-    return conf[CONFORMANCE_COLUMNS].to_csv(index=False, lineterminator="\n")
+    return _csv(conf[CONFORMANCE_COLUMNS])
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    """The frame as CSV, its text cells safe to open in a spreadsheet; numeric columns (-1.5 too) stay numbers."""
+    text = frame.select_dtypes(exclude="number").columns
+    safe = frame.assign(**{column: frame[column].map(csv_cell).map(_one_line_ending) for column in text})
+    return safe.to_csv(index=False, lineterminator="\n")
+
+
+def _one_line_ending(value: Any) -> Any:
+    """A lone CR as LF: the csv module quotes a cell holding the line terminator ("\\n") but not a CR,
+    which a spreadsheet reads as a new row whose first cell could be a formula."""
+    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
 
 
 def outcome_counts(conf: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
