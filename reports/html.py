@@ -1,6 +1,10 @@
 """The self-contained ``report.html``: tables from pandas Styler, figures as inline SVG.
 
 Nothing in the page refers to another file or URL, so it opens offline exactly as written.
+Nothing from the results is markup: the template is autoescaped, every pandas table is
+rendered with its cells and headers HTML-escaped (:func:`_table_html`), and the figures'
+text is escaped by matplotlib's SVG writer. Only the report's own CSS, tables and figures
+are marked safe (``Markup``), and the page has no link and no script.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 from markupsafe import Markup
+from pandas.io.formats.style import Styler
 
 from reports import plots
 from reports.model import ReportData
@@ -135,9 +140,18 @@ def _styled(frame: pd.DataFrame, name: str, number_format: str, index: bool = Tr
     others = [column for column in frame.columns if column not in numbers]
     styler = frame.style.format(number_format, subset=numbers, na_rep="—")
     if others:
-        styler = styler.format(na_rep="—", subset=others)
+        styler = styler.format(na_rep="—", subset=others, escape="html")
     if not index:
         styler = styler.hide(axis="index")
+    return _table_html(styler, name)
+
+
+def _table_html(styler: Styler, name: str) -> Markup:
+    """The table as HTML, with every header and index label escaped (data cells: in their own format call).
+
+    Styler escapes nothing by default, and the headers are backend, machine and device names.
+    """
+    styler = styler.format_index(escape="html", axis="index").format_index(escape="html", axis="columns")
     styler = styler.set_table_attributes(f'class="data {name}-table"')
     return Markup(styler.to_html(table_uuid=name))
 
@@ -175,14 +189,15 @@ def _speedup_html(speedups: pd.DataFrame) -> Markup:
     def colour(value: float) -> str:
         return "" if pd.isna(value) else ("background: #d6f5d6" if value >= 1 else "background: #f8c9c9")
 
+    numbers = ["eager median (ms)", "backend median (ms)", "speedup"]
     styler = (
-        display.style.format("{:.3f}", subset=["eager median (ms)", "backend median (ms)"])
+        display.style.format(escape="html", subset=[column for column in display.columns if column not in numbers])
+        .format("{:.3f}", subset=numbers[:2])
         .format("{:.2f}×", subset=["speedup"])
         .map(colour, subset=["speedup"])
         .hide(axis="index")
-        .set_table_attributes('class="data speedup-table"')
     )
-    return Markup(styler.to_html(table_uuid="speedup"))
+    return _table_html(styler, "speedup")
 
 
 def _interval(low: float, high: float) -> str:

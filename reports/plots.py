@@ -3,7 +3,9 @@
 Each function returns an ``<svg>`` element with no XML prolog, DOCTYPE or namespace URLs, so
 it can sit inside HTML that references nothing outside itself. Text stays text
 (``svg.fonttype = none``) and element ids are salted with a constant, so the output is
-deterministic.
+deterministic. matplotlib escapes that text for XML; every label taken from the results goes
+through :func:`~reports.escaping.plot_text` first, so a backend named ``a$\\x$`` is not read as
+mathtext (which would fail) and one named ``_b`` is not dropped from the legend.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from reports.escaping import plot_text
 from reports.tables import pooled
 
 EXACT_HEADROOM_SHOWN_AS = 1e6
@@ -62,7 +65,9 @@ def latency_svg(bench: pd.DataFrame) -> str:
                     color=palette[backend],
                     linestyle=LINE_STYLES[variant % len(LINE_STYLES)],
                 )
-            axes.set(xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)", title=phase)
+            axes.set(
+                xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)", title=plot_text(phase)
+            )
             _plain_log_labels(axes.xaxis, axes.yaxis)
             axes.grid(True, which="both", alpha=0.3)
             axes.legend(fontsize=7)
@@ -88,7 +93,7 @@ def throughput_svg(bench: pd.DataFrame) -> str:
                 hatch = HATCHES[variant % len(HATCHES)]
                 axes.bar(positions, heights, width=width, label=label, color=palette[backend], hatch=hatch)
             axes.set_xticks(np.arange(len(batches)), [str(b) for b in batches])
-            axes.set(yscale="log", xlabel="batch size", ylabel="samples / s", title=phase)
+            axes.set(yscale="log", xlabel="batch size", ylabel="samples / s", title=plot_text(phase))
             _plain_log_labels(axes.yaxis)
             axes.grid(True, axis="y", which="both", alpha=0.3)
             axes.legend(fontsize=7)
@@ -109,12 +114,12 @@ def headroom_svg(conf: pd.DataFrame) -> str:
             values = worst[backend].to_numpy(dtype=float)
             shown = np.where(np.isinf(values), EXACT_HEADROOM_SHOWN_AS, values)
             positions = np.arange(len(checks)) + (index - (len(backends) - 1) / 2) * height
-            bars = axes.barh(positions, shown, height=height, label=backend, color=palette[backend])
+            bars = axes.barh(positions, shown, height=height, label=plot_text(backend), color=palette[backend])
             for bar, value in zip(bars, values):
                 if np.isinf(value):
                     bar.set_hatch("//")
         axes.axvline(1.0, color="#b00020", linewidth=1.2, linestyle="--", label="tolerance (headroom 1)")
-        axes.set_yticks(np.arange(len(checks)), checks)
+        axes.set_yticks(np.arange(len(checks)), [plot_text(check) for check in checks])
         axes.invert_yaxis()
         axes.set(xscale="log", xlabel="headroom = tolerance / observed error (hatched: exact match)")
         _plain_log_labels(axes.xaxis)
@@ -135,7 +140,7 @@ def _series(frame: pd.DataFrame) -> Iterator[tuple[str, str, int, pd.DataFrame]]
     for (backend, machine, device), rows in frame.groupby(["backend", "machine", "device"], sort=True):
         extra = [str(machine)] * several_machines + [str(device)] * several_devices
         label = f"{backend} ({', '.join(extra)})" if extra else str(backend)
-        yield label, str(backend), variants[(machine, device)], rows
+        yield plot_text(label), str(backend), variants[(machine, device)], rows
 
 
 def _quartile_bars(series: pd.DataFrame) -> np.ndarray | None:
