@@ -149,10 +149,10 @@ def check_backend(backend: Any, plugin_name: str) -> None:
             f"plugin {plugin_name!r} returned {type(backend).__name__}, which lacks {', '.join(missing_attrs)};"
             " see docs/writing-a-backend.md"
         )
-    if not isinstance(backend.name, str) or not BACKEND_NAME.fullmatch(backend.name):
+    if not isinstance(backend.name, str) or not BACKEND_NAME.fullmatch(backend.name) or backend.name == "all":
         raise PluginError(
             f"plugin {plugin_name!r} returned a backend named {str(backend.name)[:80]!r}; a name must match"
-            f" {BACKEND_NAME.pattern} (lower-case letters, digits, '_', '.', '-'; at most 64)"
+            f" {BACKEND_NAME.pattern} (lower-case letters, digits, '_', '.', '-'; at most 64; not 'all')"
         )
     unknown = [c for c in backend.capabilities if not isinstance(c, Capability)]
     if unknown:

@@ -93,7 +93,7 @@ def summarize(records: Iterable[dict[str, Any]], mutants: Sequence[type[Mutant]]
     baseline_failures = []
     for record in records:
         backend = record.get("backend")
-        if backend is None:  # the run_start / run_end lines
+        if backend is None or record.get("kind", "check") != "check":  # run_start, started, run_end lines
             continue
         ran[backend] = ran.get(backend, 0) + 1
         if record.get("outcome") in CAUGHT_OUTCOMES:
@@ -118,7 +118,8 @@ def summarize(records: Iterable[dict[str, Any]], mutants: Sequence[type[Mutant]]
 def read_records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [record for record in map(json.loads, filter(str.strip, lines)) if record.get("kind") != "started"]
 
 
 def render(report: MutationReport) -> str:

@@ -83,7 +83,7 @@ def merged_tolerance(
         rtol, atol = max(rtol, override.rtol), max(atol, override.atol)
     if not reasons:
         return default
-    return Tolerance(rtol, atol, "override: " + "; ".join(reasons))
+    return Tolerance(rtol, atol, "; ".join(reasons))
 
 
 def validate(declaration: ToleranceOverride | KnownDeviation, backend: str, hook: str) -> None:

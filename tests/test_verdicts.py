@@ -1,0 +1,219 @@
+"""What the harness reports is what happened: crashes, leaked state, idle backends, bad hooks.
+
+The backends here are plugins in a throw-away site directory (real entry-point discovery),
+computing with the oracle itself so each test is fast; the built-in backends are disabled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.supervisor import run_step
+from tests.conftest import install_plugin
+
+BUILTINS_OFF = "eager,compile,numpy,onnx"
+
+PLUGIN = """
+import ctypes, os
+import numpy as np
+from harness import Availability, Capability, hookimpl, oracle
+
+class OracleBackend:
+    capabilities = frozenset({Capability.FORWARD})
+    devices = ("cpu",)
+    dtypes = ("float64",)
+    version = "oracle"
+
+    def __init__(self, name, misbehave=False):
+        self.name, self.misbehave, self.calls = name, misbehave, 0
+
+    def availability(self):
+        return Availability.ok()
+
+    def forward(self, spec, params, x, *, device, dtype):
+        self.calls += 1
+        if self.misbehave and self.calls == 2:
+            MISBEHAVE
+        return oracle.forward(spec, params, x).astype(dtype)
+
+@hookimpl
+def harness_backends():
+    return [OracleBackend("bad", misbehave=True), OracleBackend("my-good")]
+"""
+
+SUITE = """
+import numpy as np
+import pytest
+from harness import NetSpec, oracle
+from harness.testdata import random_images, random_params
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_forward_values(backend, dtype, device, k, rng, conformance):
+    spec = NetSpec()
+    params, x = random_params(spec, rng, dtype), random_images(spec, 2, rng, dtype)
+    got = backend.forward(spec, params, x, device=device, dtype=dtype)
+    conformance.close("logits", got, oracle.forward(spec, params, x))
+"""
+
+
+def make_project(tmp_path: Path, fake_site: Path, misbehave: str) -> tuple[Path, dict[str, str]]:
+    source = PLUGIN.replace("MISBEHAVE", misbehave)
+    if "torch" in misbehave:
+        source = "import torch\n" + source
+    install_plugin(fake_site, "oracle-backends", "oracle_backends", source)
+    suite = tmp_path / "test_suite.py"
+    suite.write_text(textwrap.dedent(SUITE))
+    env = {"PYTHONPATH": os.pathsep.join([str(fake_site), os.environ.get("PYTHONPATH", "")]), "PYTHONUNBUFFERED": "1"}
+    return suite, {**env, "NETHARNESS_DISABLE_PLUGINS": BUILTINS_OFF}
+
+
+def checks(path: Path) -> dict[str, dict[str, Any]]:
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r["test_id"].split("::")[-1]: r for r in records if r["kind"] == "check"}
+
+
+CRASHES = {
+    "exit-0": "os._exit(0)",
+    "exit-1": "os._exit(1)",
+    "segfault": "ctypes.string_at(0)",
+}
+
+
+@pytest.mark.parametrize("misbehave", list(CRASHES.values()), ids=list(CRASHES))
+def test_a_crash_is_recorded_and_loses_no_other_result(
+    tmp_path: Path, fake_site: Path, misbehave: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite, env = make_project(tmp_path, fake_site, misbehave)
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "r.jsonl"
+    outcome = run_step([str(suite), "-p", "no:cacheprovider", "-q"], results, env=env)
+    recorded = checks(results)
+    crashed = [name for name, r in recorded.items() if r["outcome"] == "crashed"]
+    assert crashed == ["test_forward_values[bad-float64-2]"], recorded
+    assert outcome.crashed == [f"test_suite.py::{crashed[0]}"] and outcome.exit_code != 0
+    assert "the process died while running this test" in recorded[crashed[0]]["reason"]
+    # Every other test of both backends ran, after the crash as before it.
+    assert {name for name, r in recorded.items() if r["outcome"] == "passed"} == {
+        *(f"test_forward_values[bad-float64-{k}]" for k in (1, 3)),
+        *(f"test_forward_values[my-good-float64-{k}]" for k in (1, 2, 3)),
+    }
+
+
+def test_a_crash_under_xdist_is_recorded_as_crashed(tmp_path: Path, fake_site: Path) -> None:
+    pytest.importorskip("xdist")
+    suite, env = make_project(tmp_path, fake_site, "os._exit(1)")
+    results = tmp_path / "r.jsonl"
+    command = [sys.executable, "-m", "pytest", str(suite), "-n", "2", "-p", "no:cacheprovider", "-q"]
+    run = subprocess.run(
+        [*command, f"--conformance-results={results}"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    recorded = checks(results)
+    outcomes = sorted(r["outcome"] for r in recorded.values())
+    assert len(recorded) == 6 and outcomes.count("crashed") >= 1, recorded
+    assert all(r["outcome"] == "passed" for name, r in recorded.items() if "my-good" in name)
+    assert {r["backend"] for r in recorded.values() if r["outcome"] == "crashed"} == {"bad"}
+
+
+LEAKS = {
+    "numpy-errstate": ("np.seterr(all='raise')", "numpy error state"),
+    # torch is imported by the plugin before any test (as the built-in backends do), so the
+    # snapshot knows its thread count.
+    "torch-threads": ("torch.set_num_threads(1)", "torch threads"),
+    "environment": ("os.environ.__setitem__('OMP_NUM_THREADS', '1')", "OMP_NUM_THREADS"),
+}
+
+
+@pytest.mark.parametrize(("misbehave", "named"), list(LEAKS.values()), ids=list(LEAKS))
+def test_leaked_global_state_fails_the_test_that_leaked_it_and_is_restored(
+    tmp_path: Path, fake_site: Path, misbehave: str, named: str
+) -> None:
+    if "torch" in misbehave:
+        pytest.importorskip("torch")
+    suite, env = make_project(tmp_path, fake_site, misbehave)
+    results = tmp_path / "r.jsonl"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", f"--conformance-results={results}"],
+        cwd=tmp_path,
+        env={**os.environ, **env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    recorded = checks(results)
+    failed = {name: r for name, r in recorded.items() if r["outcome"] == "failed"}
+    assert list(failed) == ["test_forward_values[bad-float64-2]"], run.stdout
+    assert "changed process-wide state" in failed["test_forward_values[bad-float64-2]"]["reason"]
+    assert named in run.stdout
+    assert sum(r["outcome"] == "passed" for r in recorded.values()) == 5
+
+
+def test_strict_fails_a_backend_that_ran_no_check(tmp_path: Path, fake_site: Path) -> None:
+    suite, env = make_project(tmp_path, fake_site, "pass")
+    (tmp_path / "test_suite.py").write_text(
+        "import pytest\n\n@pytest.mark.requires('backward')\ndef test_gradients(backend, dtype):\n    pass\n"
+    )
+    base = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "--backend=my-good"]
+    base.append(f"--conformance-results={tmp_path / 'r.jsonl'}")
+    lenient = subprocess.run(base, cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True)
+    strict = subprocess.run(
+        [*base, "--strict-backends"], cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert lenient.returncode == 0, lenient.stdout
+    assert strict.returncode == 1, strict.stdout
+    assert "backend 'my-good' ran no check" in strict.stdout
+
+
+def test_a_device_that_does_not_exist_is_a_usage_error(tmp_path: Path, fake_site: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    suite, env = make_project(tmp_path, fake_site, "pass")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "--device=cuda"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 4
+    assert "--device=cuda: this machine has no CUDA device" in run.stderr
+    cli = subprocess.run(
+        [Path(sys.executable).with_name("netharness"), "run", "--quick", "--device=cuda", "--out", str(tmp_path / "o")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 2 and cli.stderr.count("\n") == 1, cli.stderr
+    assert "no CUDA device" in cli.stderr
+
+
+def test_same_seed_gives_every_backend_the_same_data_whatever_its_name(tmp_path: Path, fake_site: Path) -> None:
+    suite, env = make_project(tmp_path, fake_site, "pass")
+    results = tmp_path / "r.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", f"--conformance-results={results}"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        check=True,
+    )
+    recorded = checks(results)
+    for k in (1, 2, 3):
+        bad, good = recorded[f"test_forward_values[bad-float64-{k}]"], recorded[f"test_forward_values[my-good-float64-{k}]"]
+        assert bad["config"] == good["config"] == f"float64-{k}"
+        # Same data, same arithmetic: the very same error, to the last bit.
+        assert bad["max_abs_error"] == good["max_abs_error"]
