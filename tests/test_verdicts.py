@@ -146,7 +146,7 @@ def test_leaked_global_state_fails_the_test_that_leaked_it_and_is_restored(
     suite, env = make_project(tmp_path, fake_site, misbehave)
     results = tmp_path / "r.jsonl"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", f"--conformance-results={results}"],
+        [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", f"--conformance-results={results}"],
         cwd=tmp_path,
         env={**os.environ, **env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
         capture_output=True,
@@ -213,7 +213,8 @@ def test_same_seed_gives_every_backend_the_same_data_whatever_its_name(tmp_path:
     )
     recorded = checks(results)
     for k in (1, 2, 3):
-        bad, good = recorded[f"test_forward_values[bad-float64-{k}]"], recorded[f"test_forward_values[my-good-float64-{k}]"]
+        bad = recorded[f"test_forward_values[bad-float64-{k}]"]
+        good = recorded[f"test_forward_values[my-good-float64-{k}]"]
         assert bad["config"] == good["config"] == f"float64-{k}"
         # Same data, same arithmetic: the very same error, to the last bit.
         assert bad["max_abs_error"] == good["max_abs_error"]
