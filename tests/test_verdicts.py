@@ -218,3 +218,53 @@ def test_same_seed_gives_every_backend_the_same_data_whatever_its_name(tmp_path:
         assert bad["config"] == good["config"] == f"float64-{k}"
         # Same data, same arithmetic: the very same error, to the last bit.
         assert bad["max_abs_error"] == good["max_abs_error"]
+
+
+SLOW_SUITE = """
+import os, time
+
+def test_slow(backend, dtype):
+    with open(os.environ["CHILD_PID_FILE"], "w") as file:
+        file.write(str(os.getpid()))
+    time.sleep(120)
+"""
+
+SUPERVISE = """
+import sys
+from pathlib import Path
+from harness.supervisor import run_step, terminate_as_interrupt
+
+with terminate_as_interrupt():
+    outcome = run_step([sys.argv[1], "-p", "no:cacheprovider", "--backend=my-good"], Path(sys.argv[2]))
+sys.exit(outcome.exit_code)
+"""
+
+
+def test_sigterm_stops_the_child_and_marks_the_run_interrupted(tmp_path: Path, fake_site: Path) -> None:
+    import signal
+    import time
+
+    suite, env = make_project(tmp_path, fake_site, "pass")
+    suite.write_text(SLOW_SUITE)
+    script, results, pid_file = tmp_path / "supervise.py", tmp_path / "r.jsonl", tmp_path / "child.pid"
+    script.write_text(SUPERVISE)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(suite), str(results)],
+        cwd=tmp_path,
+        env={**os.environ, **env, "CHILD_PID_FILE": str(pid_file)},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, "the test never started"
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with pytest.raises(ProcessLookupError):  # the pytest child is gone, not orphaned
+        os.kill(child, 0)
+    kinds = [json.loads(line)["kind"] for line in results.read_text().splitlines()]
+    assert kinds[-1] == "child_end" and "started" in kinds
