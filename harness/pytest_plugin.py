@@ -8,6 +8,7 @@ no file is written, so installing netharness costs other pytest runs nothing.
 
 from __future__ import annotations
 
+import tempfile
 import zlib
 from collections.abc import Generator
 from pathlib import Path
@@ -83,6 +84,7 @@ def _options_given(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requires(*capabilities): skip backends that do not declare these capabilities")
     config.addinivalue_line("markers", "check(name): the conformance check this test implements")
+    _spare_benchmark_storage(config.option)
     if config.option.help or getattr(config.option, "version", False):
         return
     if not hasattr(config, "workerinput"):
@@ -90,6 +92,20 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(recorder, "netharness-results")
     if _options_given(config):
         harness_state(config)  # a bad option is a usage error before anything runs
+
+
+def _spare_benchmark_storage(option: Any) -> None:
+    """Keep pytest-benchmark (a netharness dependency) from creating ``./.benchmarks`` in every run.
+
+    It creates its storage folder at start-up even when nothing is saved. Unless a run
+    saves or compares (or names a storage itself), the folder goes to the temporary directory.
+    """
+    storage = getattr(option, "benchmark_storage", None)
+    uses_storage = any(
+        getattr(option, name, None) for name in ("benchmark_save", "benchmark_autosave", "benchmark_compare")
+    )
+    if storage == "file://./.benchmarks" and not uses_storage:
+        option.benchmark_storage = f"file://{Path(tempfile.gettempdir()) / 'netharness-unused-benchmark-storage'}"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
