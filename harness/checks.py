@@ -8,7 +8,10 @@ to it), so a hook that names an unknown check is a typo, and is rejected with th
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from harness.backend import Capability
 
@@ -66,3 +69,44 @@ CHECKS: dict[str, CheckInfo] = _catalogue(
 
 def unknown_check_message(name: str) -> str:
     return f"unknown check {name!r}; valid checks: {', '.join(sorted(CHECKS))} (see `netharness checks`)"
+
+
+def suite_configurations(suites: Path) -> dict[str, list[str]]:
+    """Per check, the parametrize axes of its tests in ``suites`` (``batch: batch1, batch7``).
+
+    Read from the test functions' ``parametrize`` marks, so it is always what the suite runs;
+    every test also runs once per dtype the backend declares.
+    """
+    axes: dict[str, list[str]] = {}
+    for path in sorted(suites.glob("test_*.py")):
+        module = _load(path)
+        for attribute, function in vars(module).items():
+            if not attribute.startswith("test_") or not callable(function):
+                continue
+            marks = getattr(function, "pytestmark", [])
+            check = next((str(m.args[0]) for m in marks if m.name == "check"), attribute.removeprefix("test_"))
+            for mark in marks:
+                if mark.name == "parametrize":
+                    names, values = mark.args[0], mark.args[1]
+                    ids = [_param_id(v) for v in values]
+                    line = f"{names}: {', '.join(ids)}"
+                    if line not in axes.setdefault(check, []):
+                        axes[check].append(line)
+            axes.setdefault(check, [])
+    return axes
+
+
+def _load(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"netharness_suite_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _param_id(value: Any) -> str:
+    if hasattr(value, "id") and getattr(value, "id", None):
+        return str(value.id)
+    if hasattr(value, "values"):
+        return "-".join(map(str, value.values))
+    return str(value)

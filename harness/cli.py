@@ -7,6 +7,7 @@ non-zero; a bug still shows its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,6 +51,33 @@ def cmd_backends(args: argparse.Namespace) -> int:
     for failure in registry.failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if registry.failures else 0
+
+
+VALUE_FAMILIES = ("forward", "fast path", "gradients", "losses", "training")
+"""Check families that compare values with the oracle under a tolerance."""
+
+
+def cmd_checks(args: argparse.Namespace) -> int:
+    """List every conformance check: family, capability, configurations, default tolerances."""
+    from harness.checks import CHECKS, suite_configurations
+    from harness.spec import DTYPES
+    from harness.tolerances import ULP_TOLERANCES, default_tolerance
+
+    configurations = suite_configurations(_suites_dir())
+    for family in dict.fromkeys(info.family for info in CHECKS.values()):
+        print(f"{family}:")
+        for info in (i for i in CHECKS.values() if i.family == family):
+            needs = info.capability.value if info.capability else "-"
+            print(f"  {info.name}  (needs {needs}) {info.summary}")
+            for axis in configurations.get(info.name, []):
+                print(f"      {axis}")
+            if info.family in VALUE_FAMILIES or info.name in ("activation_values", "activation_derivatives"):
+                if info.name == "activation_values":
+                    limits = ", ".join(f"{d}: {ULP_TOLERANCES[d]:g} ulp" for d in DTYPES)
+                else:
+                    limits = "; ".join(f"{d}: {default_tolerance(info.name, d)}" for d in DTYPES)
+                print(f"      default tolerance: {limits}")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -102,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     backends = sub.add_parser("backends", help="list backends, their availability and capabilities")
     backends.set_defaults(func=cmd_backends)
+
+    checks = sub.add_parser("checks", help="list every conformance check, its configurations and tolerances")
+    checks.set_defaults(func=cmd_checks)
 
     run = sub.add_parser("run", help="run conformance (and benchmarks) on every backend and write the report")
     run.add_argument(
@@ -173,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("netharness: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `netharness checks | head`: the reader left; not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stop Python's flush-at-exit from failing
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,24 @@
+"""The check catalogue is the suite: every check a test records is listed, and every listed check exists."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.checks import CHECKS, suite_configurations
+from harness.cli import main
+from tests.conftest import ROOT
+
+
+def test_every_suite_check_is_in_the_catalogue_and_every_catalogued_check_runs() -> None:
+    in_suite = set(suite_configurations(ROOT / "suites")) | {"benchmark"}  # bench_net.py's check
+    assert in_suite == set(CHECKS), (in_suite - set(CHECKS), set(CHECKS) - in_suite)
+
+
+def test_netharness_checks_lists_families_configurations_and_tolerances(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["checks"]) == 0
+    out = capsys.readouterr().out
+    for name in CHECKS:
+        assert f"  {name}  (needs " in out
+    assert "batch: batch1, batch7, batch64" in out
+    assert "float32: rtol=0.001, atol=0.0001*max|expected|" in out  # gradients' float32 row
+    assert "float32: 8 ulp" in out
