@@ -87,7 +87,8 @@ class BackendRegistry:
                 raise UsageError(f"--backend {name}: {failed[name]} (--strict-backends)")
             elif name not in failed:
                 valid = ", ".join(["all", *self.names()])
-                raise UsageError(f"unknown backend {name!r} for --backend; valid names: {valid}")
+                causes = "".join(f"; {failure} (it may provide {name!r})" for failure in self.failures)
+                raise UsageError(f"unknown backend {name!r} for --backend; valid names: {valid}{causes}")
         if not chosen and not failed:
             raise UsageError("no backend is registered; install one (see docs/writing-a-backend.md)")
         return chosen

@@ -176,3 +176,15 @@ def test_a_fast_path_that_returns_zeros_fails_its_check(
     )
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*test_prepared_forward*zero-fast-path-float32-batch1*", "*prepared logits, call 1*"])
+
+
+def test_a_backend_of_a_plugin_that_failed_to_load_is_named_with_the_cause() -> None:
+    from harness.manager import BackendRegistry, PluginFailure
+
+    registry = BackendRegistry(failures=[PluginFailure("acme-plugins", "ModuleNotFoundError: No module named 'acme'")])
+    for strict in (False, True):
+        with pytest.raises(UsageError) as caught:
+            registry.select(["acme-gpu"], strict=strict)
+        message = str(caught.value)
+        assert "unknown backend 'acme-gpu'" in message
+        assert "plugin 'acme-plugins' failed: ModuleNotFoundError: No module named 'acme'" in message
