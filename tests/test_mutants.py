@@ -144,7 +144,9 @@ def test_command_prints_the_table_and_exits_0(mutants_run: MutantsRun) -> None:
 
 def test_failure_message_says_how_bad_and_how_to_reproduce(mutants_run: MutantsRun) -> None:
     failed = [
-        r for r in mutants_run.records if r.get("backend") == "mutant-relu-on-logits" and r.get("outcome") == "failed"
+        r
+        for r in mutants_run.records
+        if (r.get("backend"), r.get("outcome"), r.get("check")) == ("mutant-relu-on-logits", "failed", "forward_values")
     ]
     reason = str(failed[0]["reason"])
     assert "mismatched elements" in reason and "greatest absolute difference" in reason
