@@ -104,11 +104,9 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 
 
 def _suites_dir() -> Path:
-    """The conformance suite beside the harness package (an editable or source install)."""
-    suites = Path(__file__).resolve().parent.parent / "suites"
-    if not (suites / "bench_net.py").is_file():
-        raise UsageError(f"the conformance suite is not installed beside netharness (looked in {suites})")
-    return suites
+    from harness.locations import suites_dir
+
+    return suites_dir()
 
 
 def _writable_dir(path: str) -> Path:

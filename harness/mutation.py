@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.errors import HarnessError, UsageError
+from harness.locations import suites_dir
 from harness.mutants import MUTANTS, Mutant
 
 BASELINE = "eager"
@@ -185,9 +186,7 @@ def child_environment(site: Path) -> dict[str, str]:
 def pytest_command(results: Path, *, seed: int, selection: str) -> list[str]:
     """The child's command line; ``results`` is resolved here, since the child runs in another directory."""
     results = results.resolve()
-    suites = ROOT / "suites"
-    if not suites.is_dir():
-        raise UsageError(f"no suites/ directory in {ROOT}; netharness mutants needs the netharness checkout")
+    suites = suites_dir()
     backends = ",".join([BASELINE, *(f"mutant-{m.defect}" for m in MUTANTS)])
     return [
         sys.executable, "-m", "pytest", str(suites), f"--ignore={suites / 'bench_net.py'}",

@@ -1,0 +1,1 @@
+"""The conformance suite, shipped as ``netharness_suites``: run with ``netharness run`` or pytest."""
