@@ -1,26 +1,33 @@
-"""``onnx``: the eager Net exported with ``torch.onnx.export`` and run by onnxruntime.
+"""``onnx``: the eager Net exported with ``torch.onnx.export`` and run by onnxruntime, as deployed.
 
-Export. Once per (spec, dtype) per process, with the dynamo exporter
-(``torch.onnx.export(dynamo=True)``, the default in torch 2.13: it runs offline through
-onnxscript and takes a few seconds). The TorchScript exporter is not used: it cannot trace
-the parameter swap below ("the stateless API can't be used with Jitted modules"). The
-model is checked with ``onnx.checker.check_model`` and written atomically to
-``<artifacts>/onnx/net-<hash>.onnx``, where ``<artifacts>`` is ``$NETHARNESS_ARTIFACTS`` or
-``.netharness/artifacts`` under the current directory and ``<hash>`` is a short hash of
-the spec, dtype and opset (:meth:`OnnxBackend.model_path`).
+Two models per (spec, dtype), each exported once per process with the dynamo exporter
+(``torch.onnx.export(dynamo=True)``, the default in torch 2.13; it runs offline through
+onnxscript and takes a few seconds), checked with ``onnx.checker.check_model`` and written
+atomically under ``<artifacts>/onnx/``, where ``<artifacts>`` is ``$NETHARNESS_ARTIFACTS`` or
+``.netharness/artifacts`` under the current directory:
 
-Weights are graph inputs, not initializers: the exported module is ``forward(x, *weights)``,
-which calls the eager ``Net.forward_layers`` through ``torch.func.functional_call`` with the
-given tensors in place of the parameters. So one export serves every call, whatever the
-parameters; each run feeds them by their canonical names (``conv1.weight``, ...). The input
-is named ``input`` and its batch axis is dynamic (``batch``). The graph returns every layer's
-output, named by :meth:`NetSpec.layer_names`: ``intermediates`` fetches them all, ``forward``
-only the logits.
+- **The deployed model** (``net-<hash>.onnx``, :meth:`OnnxBackend.model_path`): what a user
+  ships. ``torch.onnx.export(net, x)`` of the plain Net: weights are initializers, named by
+  their canonical names (``conv1.weight``, ...), and the logits are the only output. It
+  serves ``forward`` and the benchmarks. Its graph is exported once; other parameters are
+  written into copies of it (the initializers are replaced by name, shape checked), so a
+  new set of weights costs milliseconds, not an export. The benchmark fast path
+  (``prepare``) writes the model it runs, weights included, to ``net-<hash>-w<digest>.onnx``:
+  that file is the artifact a benchmark record links.
+- **The layers model** (``net-<hash>-layers.onnx``): ``forward(x, *weights)`` returning every
+  layer's output, named by :meth:`NetSpec.layer_names`. It serves ``intermediates`` only.
+  Weights are graph inputs (the exported module calls ``Net.forward_layers`` through
+  ``torch.func.functional_call`` with the given tensors in place of the parameters), so one
+  export serves every call. The TorchScript exporter is not used: it cannot trace that
+  parameter swap ("the stateless API can't be used with Jitted modules").
 
-A model is exported again only when its file is missing (or the artifacts directory
-changed). Sessions (``onnxruntime.InferenceSession``) are cached per (spec, dtype,
-provider), that is per (model file, provider): ``CPUExecutionProvider``, or
-``CUDAExecutionProvider`` for ``device="cuda"`` where this onnxruntime has it.
+Sessions run with onnxruntime's default graph optimizations (``ORT_ENABLE_ALL``: constant
+folding, Conv+ReLU fusion, weight pre-packing), which the deployed model's initializers
+allow; so the conformance checks of ``forward`` and of the fast path check the optimized
+graph, and an onnxruntime fusion bug fails a check. The input is named ``input`` and its
+batch axis is dynamic (``batch``). Sessions are cached per model and provider
+(``CPUExecutionProvider``, or ``CUDAExecutionProvider`` for ``device="cuda"`` where this
+onnxruntime has it); deployed models with other weights in a small LRU cache.
 
 Dtype policy: float32 only. onnxruntime's CPU provider has no float64 ``Conv`` kernel
 ("Could not find an implementation for Conv(11)"), so float64 is not declared. Inputs and
@@ -40,6 +47,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,12 +73,16 @@ DEFAULT_ARTIFACTS = Path(".netharness") / "artifacts"
 INPUT_NAME = "input"
 BATCH_AXIS = "batch"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+KINDS = ("deployed", "layers")
+WEIGHTED_SESSIONS = 8
+"""Deployed models with other weights kept open at once (the conformance suite cycles through a few)."""
 
 EXPORT_TIMES: dict[str, float] = {}
-"""Seconds each export took (export, check and write), keyed ``"<spec> [<dtype>]"``."""
+"""Seconds each export took (export, check and write), keyed ``"<spec> [<dtype> <kind>]"``."""
 
 _EXPORTED: set[Path] = set()
 _SESSIONS: dict[tuple[Path, str], OnnxModel] = {}
+_WEIGHTED: OrderedDict[tuple[Path, str, str], OnnxModel] = OrderedDict()
 
 
 def artifacts_dir() -> Path:
@@ -82,27 +94,34 @@ def spec_hash(spec: NetSpec, dtype: str) -> str:
     return hashlib.sha256(repr((spec, dtype, OPSET)).encode()).hexdigest()[:12]
 
 
-# -- running a model file -----------------------------------------------------------------
+def weights_digest(params: dict[str, np.ndarray]) -> str:
+    """A short hash of the parameters as float32, in canonical order."""
+    digest = hashlib.sha256()
+    for name in sorted(params):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(params[name], dtype=np.float32).tobytes())
+    return digest.hexdigest()[:12]
+
+
+# -- running a model ----------------------------------------------------------------------
 
 
 class OnnxModel:
-    """An onnxruntime session over one model file; errors name the file."""
+    """An onnxruntime session over one model (a file, or bytes labelled by ``path``); errors name it."""
 
-    def __init__(self, path: str | os.PathLike[str], provider: str = "CPUExecutionProvider") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], provider: str = "CPUExecutionProvider", model_bytes: bytes | None = None
+    ) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise PluginError(f"model file {self.path} does not exist; export it again or check ${ARTIFACTS_ENV}")
-        import onnx
-
-        try:
-            onnx.checker.check_model(str(self.path))
-        except Exception as exc:  # the checker raises parse, IO and validation errors alike
-            raise PluginError(f"model file {self.path} is not a valid ONNX model: {_first_line(exc)}") from exc
+        if model_bytes is None:
+            _check_model_file(self.path)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # as deployed
         providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+            source = model_bytes if model_bytes is not None else str(self.path)
+            self.session = ort.InferenceSession(source, options, providers=providers)
         except Exception as exc:
             raise PluginError(f"onnxruntime cannot load model file {self.path}: {_first_line(exc)}") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -114,6 +133,17 @@ class OnnxModel:
             return self.session.run(outputs, feeds)  # type: ignore[no-any-return]
         except Exception as exc:  # onnxruntime's errors have no common base but Exception
             raise SpecError(f"model file {self.path} rejected the input: {_first_line(exc)}") from exc
+
+
+def _check_model_file(path: Path) -> None:
+    if not path.is_file():
+        raise PluginError(f"model file {path} does not exist; export it again or check ${ARTIFACTS_ENV}")
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # the checker raises parse, IO and validation errors alike
+        raise PluginError(f"model file {path} is not a valid ONNX model: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -148,28 +178,41 @@ class _WeightsAsInputs(torch.nn.Module):  # type: ignore[misc,name-defined]
         return torch.func.functional_call(self.layers, swapped, (x,), strict=True)  # type: ignore[no-any-return]
 
 
-def export_model(spec: NetSpec, params: dict[str, np.ndarray], dtype: str, path: Path) -> float:
-    """Export the Net with weights as inputs to ``path``; return the seconds it took."""
+def export_model(spec: NetSpec, params: dict[str, np.ndarray], dtype: str, path: Path, kind: str = "deployed") -> float:
+    """Export the deployed model (weights as initializers, logits only) or the layers model to ``path``.
+
+    Returns the seconds it took: export, full check and atomic write.
+    """
     import onnx
 
     start = time.perf_counter()
-    net = build_net(spec, params, "cpu", dtype)
+    net = build_net(spec, params, "cpu", dtype).eval()
     names = list(spec.parameter_shapes())
     weights = tuple(p.detach() for p in net.parameters())
     example = torch.zeros((2, spec.in_channels, spec.height, spec.width), dtype=weights[0].dtype)
+    batch = {0: torch.export.Dim.DYNAMIC}
+    module: Any
+    args: tuple[Any, ...]
+    dynamic: tuple[Any, ...]
+    if kind == "deployed":
+        module, args = net, (example,)
+        dynamic, inputs, outputs = (batch,), [INPUT_NAME], [spec.layer_names()[-1]]
+    else:
+        module, args = _WeightsAsInputs(net, names), (example, *weights)
+        dynamic, inputs, outputs = (batch, tuple(None for _ in weights)), [INPUT_NAME, *names], list(spec.layer_names())
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
     os.close(fd)
     try:
         with _quiet_exporter():
             torch.onnx.export(
-                _WeightsAsInputs(net, names),
-                (example, *weights),
+                module,
+                args,
                 tmp_name,
                 dynamo=True,
-                dynamic_shapes=({0: torch.export.Dim.DYNAMIC}, tuple(None for _ in weights)),
-                input_names=[INPUT_NAME, *names],
-                output_names=list(spec.layer_names()),
+                dynamic_shapes=dynamic,
+                input_names=inputs,
+                output_names=outputs,
                 opset_version=OPSET,
                 external_data=False,
                 verbose=False,
@@ -177,11 +220,17 @@ def export_model(spec: NetSpec, params: dict[str, np.ndarray], dtype: str, path:
         model = onnx.load(tmp_name)
         _name_batch_axis(model)
         onnx.checker.check_model(model, full_check=True)
+        if kind == "deployed":
+            _check_initializers(model, spec, path)
         onnx.save(model, tmp_name)
         os.chmod(tmp_name, 0o644)  # mkstemp makes it private
         os.replace(tmp_name, path)  # atomic: parallel workers may export the same spec
+    except PluginError:
+        raise
     except Exception as exc:
-        raise PluginError(f"exporting {spec.describe()} ({dtype}) to {path} failed: {_first_line(exc)}") from exc
+        raise PluginError(
+            f"exporting {spec.describe()} ({dtype}, {kind}) to {path} failed: {_first_line(exc)}"
+        ) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
@@ -195,6 +244,37 @@ def _name_batch_axis(model: Any) -> None:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param == symbol:
                 dim.dim_param = BATCH_AXIS
+
+
+def _check_initializers(model: Any, spec: NetSpec, path: Path) -> None:
+    """Every parameter must be an initializer of its canonical name and shape, or weights cannot be swapped in."""
+    found = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    wrong = [name for name, shape in spec.parameter_shapes().items() if found.get(name) != tuple(shape)]
+    if wrong:
+        raise PluginError(
+            f"the deployed model {path} does not hold {', '.join(wrong)} as initializers of the spec's shapes"
+            f" (found {sorted(found)}); the exporter changed how it names weights"
+        )
+
+
+def with_weights(template: Any, params: dict[str, np.ndarray]) -> Any:
+    """A copy of the deployed model ``template`` (a ModelProto) whose initializers hold ``params`` (float32)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.ModelProto()
+    model.CopyFrom(template)
+    for init in model.graph.initializer:
+        if init.name in params:
+            init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(params[init.name], dtype=np.float32), init.name))
+    return model
+
+
+def initializers_of(model: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """The named initializers of a ModelProto, as NumPy arrays."""
+    from onnx import numpy_helper
+
+    return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer if init.name in names}
 
 
 @contextlib.contextmanager
@@ -211,33 +291,58 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _write_atomically(data: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+
+
 # -- prepared models for benchmarks -------------------------------------------------------
 
 
 class PreparedOnnxModel:
-    """A session with the weights bound once (IOBinding), for timing steady state.
+    """The deployed model with its weights as initializers, written to ``model_path``, for timing.
 
     ``forward(x)`` binds only the input (a NumPy array, or an OrtValue from ``to_device``)
-    and returns the logits as a NumPy array. ``export_seconds`` is what exporting this model
-    took in this process.
+    and returns the logits as a NumPy array. ``parameters()`` reads the weights back from
+    the very model it runs. ``setup_seconds`` is the export of the deployed graph (in this
+    process) plus writing these weights into it and opening the optimized session;
+    ``export_seconds`` and ``model_bytes`` say what each was.
     """
 
     setup_kind = "export"
 
     def __init__(
-        self, model: OnnxModel, spec: NetSpec, params: dict[str, np.ndarray], device: str, export_seconds: float
+        self, model: OnnxModel, proto: Any, spec: NetSpec, device: str, export_seconds: float, session_seconds: float
     ):
         self.model, self.spec, self.device = model, spec, device
-        self.export_seconds = export_seconds
+        self.proto = proto
+        self.export_seconds, self.session_seconds = export_seconds, session_seconds
+        self.model_path = model.path
+        self.model_bytes = model.path.stat().st_size
         self.logits_name = spec.layer_names()[-1]
         self.binding = model.session.io_binding()
-        for name, value in params.items():
-            array = np.ascontiguousarray(value, dtype=np.float32)
-            self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, device, 0))
 
     @property
     def setup_seconds(self) -> float:
-        return self.export_seconds
+        return self.export_seconds + self.session_seconds
+
+    @property
+    def benchmark_info(self) -> dict[str, Any]:
+        """Facts a benchmark record stores beside its timing."""
+        return {
+            "export_s": self.export_seconds,
+            "session_s": self.session_seconds,
+            "model_bytes": self.model_bytes,
+            "artifact": str(self.model_path),
+        }
 
     def to_device(self, array: np.ndarray) -> Any:
         """A float32 copy of ``array`` on the session's device (an OrtValue off the CPU)."""
@@ -256,12 +361,15 @@ class PreparedOnnxModel:
             raise SpecError(f"model file {self.model.path} rejected the input: {_first_line(exc)}") from exc
         return self.binding.copy_outputs_to_cpu()[0]  # type: ignore[no-any-return]
 
+    def parameters(self) -> dict[str, np.ndarray]:
+        return initializers_of(self.proto, list(self.spec.parameter_shapes()))
+
 
 # -- the backend --------------------------------------------------------------------------
 
 
 class OnnxBackend:
-    """torch.onnx export of the eager Net, run by onnxruntime; see the module docstring."""
+    """torch.onnx export of the eager Net, run by onnxruntime as deployed; see the module docstring."""
 
     name = "onnx"
     capabilities = frozenset({Capability.FORWARD, Capability.INTERMEDIATES})
@@ -292,54 +400,88 @@ class OnnxBackend:
         return Availability.ok()
 
     def model_path(self, spec: NetSpec, dtype: str = "float32") -> Path:
-        """Where the model file for (spec, dtype) is, or will be, under the current artifacts dir."""
+        """The deployed model's graph for (spec, dtype) under the current artifacts dir (exported weights)."""
         return (artifacts_dir() / f"net-{spec_hash(spec, check_dtype(dtype))}.onnx").absolute()
+
+    def layers_model_path(self, spec: NetSpec, dtype: str = "float32") -> Path:
+        """The layers model (weights as inputs, every layer an output) that serves ``intermediates``."""
+        return (artifacts_dir() / f"net-{spec_hash(spec, check_dtype(dtype))}-layers.onnx").absolute()
+
+    def weighted_model_path(self, spec: NetSpec, dtype: str, params: dict[str, np.ndarray]) -> Path:
+        """Where ``prepare`` writes the deployed model holding ``params``: the file a benchmark runs."""
+        name = f"net-{spec_hash(spec, check_dtype(dtype))}-w{weights_digest(params)}.onnx"
+        return (artifacts_dir() / name).absolute()
 
     def load_session(self, path: str | os.PathLike[str], device: str = "cpu") -> OnnxModel:
         """Open any model file; a missing or corrupt file is a PluginError that names it."""
         return OnnxModel(path, self._provider(device))
 
     def prepare(self, spec: NetSpec, params: dict[str, np.ndarray], *, device: str, dtype: str) -> PreparedOnnxModel:
-        model = self._model(spec, params, device, dtype)
-        return PreparedOnnxModel(model, spec, params, device, EXPORT_TIMES[_export_label(spec, dtype)])
+        """The deployed model with ``params`` as initializers, written to its own file and opened once."""
+        spec.check_parameters(params)
+        dtype, provider = self._dtype(dtype), self._provider(device)
+        template = self._exported(spec, params, dtype, "deployed")
+        start = time.perf_counter()
+        proto = with_weights(_template_proto(template), params)
+        path = self.weighted_model_path(spec, dtype, params)
+        _write_atomically(proto.SerializeToString(), path)
+        model = OnnxModel(path, provider)
+        seconds = time.perf_counter() - start
+        return PreparedOnnxModel(
+            model, proto, spec, device, EXPORT_TIMES[_export_label(spec, dtype, "deployed")], seconds
+        )
 
     # -- forward ----------------------------------------------------------------------
 
     def forward(
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> np.ndarray:
-        return self._run(spec, params, x, device, dtype, [spec.layer_names()[-1]])[0]
+        spec.check_input(x)
+        spec.check_parameters(params)
+        model = self._deployed(spec, params, self._dtype(dtype), self._provider(device))
+        return model.run({INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)}, [spec.layer_names()[-1]])[0]
 
     def intermediates(
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> dict[str, np.ndarray]:
+        spec.check_input(x)
+        spec.check_parameters(params)
+        dtype, provider = self._dtype(dtype), self._provider(device)
+        path = self._exported(spec, params, dtype, "layers")
+        if (path, provider) not in _SESSIONS:
+            _SESSIONS[path, provider] = OnnxModel(path, provider)
+        feeds = {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)}
+        feeds.update({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in params.items()})
         names = list(spec.layer_names())
-        return dict(zip(names, self._run(spec, params, x, device, dtype, names)))
+        return dict(zip(names, _SESSIONS[path, provider].run(feeds, names)))
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _run(
-        self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, device: str, dtype: str, outputs: list[str]
-    ) -> list[np.ndarray]:
-        spec.check_input(x)
-        model = self._model(spec, params, device, dtype)
-        feeds = {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)}
-        feeds.update({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in params.items()})
-        return model.run(feeds, outputs)
-
-    def _model(self, spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str) -> OnnxModel:
-        spec.check_parameters(params)
-        dtype = self._dtype(dtype)
-        provider = self._provider(device)
-        path = self.model_path(spec, dtype)
+    def _exported(self, spec: NetSpec, params: dict[str, np.ndarray], dtype: str, kind: str) -> Path:
+        """The model file of ``kind``, exported if this process has not exported it or it is gone."""
+        path = self.model_path(spec, dtype) if kind == "deployed" else self.layers_model_path(spec, dtype)
         if path not in _EXPORTED or not path.is_file():
-            EXPORT_TIMES[_export_label(spec, dtype)] = export_model(spec, params, dtype, path)
+            EXPORT_TIMES[_export_label(spec, dtype, kind)] = export_model(spec, params, dtype, path, kind)
             _EXPORTED.add(path)
-            _SESSIONS.pop((path, "CPUExecutionProvider"), None)
-            _SESSIONS.pop((path, "CUDAExecutionProvider"), None)
-        if (path, provider) not in _SESSIONS:
-            _SESSIONS[path, provider] = OnnxModel(path, provider)
-        return _SESSIONS[path, provider]
+            _PROTOS.pop(path, None)
+            for stale in [k for k in _SESSIONS if k[0] == path]:
+                del _SESSIONS[stale]
+            for old in [k for k in _WEIGHTED if k[0] == path]:
+                del _WEIGHTED[old]
+        return path
+
+    def _deployed(self, spec: NetSpec, params: dict[str, np.ndarray], dtype: str, provider: str) -> OnnxModel:
+        """A session over the deployed model holding ``params`` (kept in memory, LRU-cached)."""
+        template = self._exported(spec, params, dtype, "deployed")
+        key = (template, provider, weights_digest(params))
+        if key in _WEIGHTED:
+            _WEIGHTED.move_to_end(key)
+            return _WEIGHTED[key]
+        proto = with_weights(_template_proto(template), params)
+        _WEIGHTED[key] = OnnxModel(template, provider, model_bytes=proto.SerializeToString())
+        while len(_WEIGHTED) > WEIGHTED_SESSIONS:
+            _WEIGHTED.popitem(last=False)
+        return _WEIGHTED[key]
 
     def _dtype(self, dtype: str) -> str:
         name = check_dtype(dtype)
@@ -359,8 +501,20 @@ class OnnxBackend:
         return PROVIDERS[device]
 
 
-def _export_label(spec: NetSpec, dtype: str) -> str:
-    return f"{spec.describe()} [{dtype}]"
+_PROTOS: dict[Path, Any] = {}
+
+
+def _template_proto(path: Path) -> Any:
+    """The deployed model file as a ModelProto, read once per export."""
+    if path not in _PROTOS:
+        import onnx
+
+        _PROTOS[path] = onnx.load(str(path))
+    return _PROTOS[path]
+
+
+def _export_label(spec: NetSpec, dtype: str, kind: str) -> str:
+    return f"{spec.describe()} [{dtype} {kind}]"
 
 
 @hookimpl

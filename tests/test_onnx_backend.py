@@ -1,4 +1,4 @@
-"""The ``onnx`` backend: an exported model file that onnxruntime runs like eager, for any batch.
+"""The ``onnx`` backend: the deployed model file, run by onnxruntime like eager, for any batch.
 
 Every test writes under one temporary artifacts directory, so the model is exported once
 for the module and nothing lands in the repository.
@@ -18,7 +18,7 @@ from harness import SEED_SPEC, Capability, NetSpec, PluginError, SpecError, load
 from harness.testdata import random_images, random_params
 
 onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+onnxruntime = pytest.importorskip("onnxruntime")
 
 from backends import onnx_backend  # noqa: E402  (after the optional-dependency skips)
 from backends.onnx_backend import OPSET, OnnxBackend  # noqa: E402
@@ -126,20 +126,38 @@ def test_another_spec_gets_its_own_model(onnx_backend_: OnnxBackend, model_file:
 # -- the model file -------------------------------------------------------------------------
 
 
-def test_model_file_is_written_checked_and_batch_dynamic(
+def test_deployed_model_has_weights_as_initializers_and_logits_only(
     onnx_backend_: OnnxBackend, model_file: Path, artifacts: Path
 ) -> None:
+    """The model a user ships: nothing but the image goes in, nothing but the logits comes out."""
     assert model_file.parent == artifacts / "onnx" and model_file.name.startswith("net-")
     model = onnx.load(str(model_file))
     onnx.checker.check_model(model, full_check=True)
     assert onnx_backend_.opset == OPSET
     assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {OPSET}
-    inputs = {i.name: i for i in model.graph.input}
-    assert list(inputs) == ["input", *SEED_SPEC.parameter_shapes()], "weights are graph inputs"
-    assert not set(inputs) & {init.name for init in model.graph.initializer}
-    assert inputs["input"].type.tensor_type.shape.dim[0].dim_param == "batch"
-    assert [o.name for o in model.graph.output] == list(SEED_SPEC.layer_names())
+    assert [i.name for i in model.graph.input] == ["input"]
+    assert set(SEED_SPEC.parameter_shapes()) <= {init.name for init in model.graph.initializer}
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [o.name for o in model.graph.output] == [SEED_SPEC.layer_names()[-1]]
     assert any(key.startswith(SEED_SPEC.describe()) for key in onnx_backend_.export_times)
+
+
+def test_layers_model_keeps_weights_as_inputs_and_every_layer_as_output(
+    onnx_backend_: OnnxBackend, params: dict[str, np.ndarray]
+) -> None:
+    onnx_backend_.intermediates(SEED_SPEC, params, images(2), device="cpu", dtype=DTYPE)
+    model = onnx.load(str(onnx_backend_.layers_model_path(SEED_SPEC, DTYPE)))
+    inputs = [i.name for i in model.graph.input]
+    assert inputs == ["input", *SEED_SPEC.parameter_shapes()], "one export serves every set of weights"
+    assert not set(inputs) & {init.name for init in model.graph.initializer}
+    assert [o.name for o in model.graph.output] == list(SEED_SPEC.layer_names())
+
+
+def test_sessions_run_with_every_graph_optimization(onnx_backend_: OnnxBackend, model_file: Path) -> None:
+    """As deployed: constant folding and fusions on, so the conformance checks check the optimized graph."""
+    session = onnx_backend_.load_session(model_file).session
+    level = session.get_session_options().graph_optimization_level
+    assert level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
 def test_a_deleted_model_file_is_exported_again(onnx_backend_: OnnxBackend, params: dict[str, np.ndarray]) -> None:
@@ -174,7 +192,7 @@ def test_wrong_image_size_is_rejected_by_the_graph(
     onnx_backend_: OnnxBackend, model_file: Path, params: dict[str, np.ndarray]
 ) -> None:
     model = onnx_backend_.load_session(model_file)
-    feeds = {"input": np.zeros((2, 3, 32, 32), np.float32), **params}
+    feeds = {"input": np.zeros((2, 3, 32, 32), np.float32)}
     with pytest.raises(
         SpecError, match=f"model file {re.escape(str(model_file))} rejected the input: .*index: 2 Got: 32 Expected: 40"
     ):
@@ -191,11 +209,22 @@ def test_wrong_image_size_is_a_spec_error_before_running(
 # -- prepared models for benchmarks ---------------------------------------------------------
 
 
-def test_prepared_model_binds_weights_once(
+def test_prepared_model_is_the_deployed_file_it_links(
     onnx_backend_: OnnxBackend, params: dict[str, np.ndarray], model_file: Path
 ) -> None:
+    """The benchmark times, and the report links, one file: the deployed model holding these weights."""
     prepared = onnx_backend_.prepare(SEED_SPEC, params, device="cpu", dtype=DTYPE)
-    assert prepared.export_seconds > 0
+    assert prepared.export_seconds > 0 and prepared.setup_seconds >= prepared.export_seconds
+    info = prepared.benchmark_info
+    path = Path(info["artifact"])
+    assert path == prepared.model_path and path.parent == model_file.parent and path != model_file
+    assert info["model_bytes"] == path.stat().st_size > 0
+    model = onnx.load(str(path))
+    assert [i.name for i in model.graph.input] == ["input"] and len(model.graph.output) == 1
+    stored = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+    for name, value in params.items():
+        np.testing.assert_array_equal(stored[name], value, err_msg=name)
+        np.testing.assert_array_equal(prepared.parameters()[name], value, err_msg=name)
     for batch in (1, 7):
         x = images(batch)
         assert_close(prepared.forward(x), EAGER.forward(SEED_SPEC, params, x, device="cpu", dtype=DTYPE))
