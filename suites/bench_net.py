@@ -3,8 +3,14 @@
 Timed with pytest-benchmark (``netharness run`` or ``pytest suites/bench_net.py
 --benchmark-enable``). Inputs are prepared and moved to the device before timing; warm-up
 rounds run first; CUDA work is synchronised inside each round; compile, export and the
-first call are timed once, apart from steady state. Under ``pytest -n`` (xdist)
+first call are timed once per phase, apart from steady state. Under ``pytest -n`` (xdist)
 pytest-benchmark disables timing: each benchmark runs once, untimed, as a smoke test.
+
+Beside each timing (``extra_info``): the error of the timed object against the oracle;
+the device's peak FLOP/s and the fraction reached; the peak memory of one round, measured
+in a child process (:func:`harness.bench.peak_memory`) with its method; and the row's
+stability: ``rel_iqr`` (IQR / median), ``rounds`` and the 1-minute load average at the
+start and end of the benchmark (``load_start``, ``load_end``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,18 @@ import pytest
 
 from harness import NetSpec, oracle
 from harness.backend import Backend, Capability, supports
-from harness.bench import BENCH_LOSS, BENCH_LR, Runner, peak_memory_bytes, prepare_runner, thread_count
+from harness.bench import (
+    BENCH_LOSS,
+    BENCH_LR,
+    CUDA_PEAK_METHOD,
+    Runner,
+    cpu_peak_method,
+    cuda_peak_gflops,
+    load_average,
+    peak_memory,
+    prepare_runner,
+    thread_count,
+)
 from harness.bench import PHASES as BENCH_PHASES
 from harness.pytest_plugin import machine_peak_gflops
 from harness.testdata import as_float64, random_images, random_params, random_target
@@ -31,6 +48,7 @@ TARGET_SECONDS = float(os.environ.get("NETHARNESS_BENCH_SECONDS", "1.0"))
 """Steady-state time aimed for per benchmark; rounds = TARGET_SECONDS / first-call estimate, within [5, 200]."""
 
 _RUNNERS: dict[tuple[str, int, str, str], tuple[Runner, dict[str, np.ndarray], np.ndarray, np.ndarray]] = {}
+_MEMORY: dict[tuple[str, str, str], dict[tuple[str, int], tuple[int | None, str]]] = {}
 
 
 def runner_for(
@@ -51,6 +69,35 @@ def runner_for(
             target,
         )
     return _RUNNERS[key]
+
+
+def memory_of(
+    request: pytest.FixtureRequest, backend: Backend, phase: str, batch: int, device: str, dtype: str
+) -> tuple[int | None, str]:
+    """Peak memory of one round: one child process per backend, for every batch this session benchmarks."""
+    key = (backend.name, device, dtype)
+    if key not in _MEMORY:
+        batches = {
+            item.callspec.params["batch"]  # type: ignore[attr-defined]
+            for item in request.session.items
+            if getattr(item, "originalname", "") == "test_benchmark"
+            and item.callspec.params.get("backend") == backend.name  # type: ignore[attr-defined]
+        }
+        _MEMORY[key] = peak_memory(backend.name, device, dtype, batches | {batch})
+    return _MEMORY[key].get((phase, batch), (None, "not measured: the child process did not report it"))
+
+
+def device_peak(request: pytest.FixtureRequest, device: str) -> dict[str, Any]:
+    """The peak FLOP/s of the device that ran the benchmark, with how it was measured."""
+    if device == "cuda":
+        peaks = cuda_peak_gflops()
+        return {
+            "peak_gflops_per_s": peaks["float32"],
+            "peak_tf32_gflops_per_s": peaks["tf32"],
+            "peak_bf16_gflops_per_s": peaks["bf16"],
+            "peak_method": CUDA_PEAK_METHOD,
+        }
+    return {"peak_gflops_per_s": machine_peak_gflops(request.config), "peak_method": cpu_peak_method()}
 
 
 def _seconds(fn: Any) -> float:
@@ -112,10 +159,12 @@ def test_benchmark(
         work()
         runner.synchronize()
 
+    load_start = load_average()
     estimate = max(min(_seconds(one_round) for _ in range(3)), 1e-6)
     rounds = int(min(200, max(5, TARGET_SECONDS / estimate)))
     benchmark.group = f"{phase} {dtype} {device} batch{batch}"
     benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=max(2, rounds // 10))
+    load_end = load_average()
 
     info = benchmark.extra_info
     info.update(
@@ -130,16 +179,19 @@ def test_benchmark(
         setup_s=runner.setup_s[phase],
         setup_kind=runner.setup_kind,
         prepared=runner.prepared,
+        **runner.info,  # e.g. the artifact the timed object runs (the report links it) and its size
     )
-    model_path = getattr(backend, "model_path", None)
-    if callable(model_path):  # an exporting backend: the report links the file it ran
-        info["artifact"] = str(Path(model_path(NetSpec(), dtype)).resolve())
+    if "artifact" in info:
+        info["artifact"] = str(Path(info["artifact"]).resolve())
     if benchmark.stats is None:  # --benchmark-disable or xdist: ran once, untimed
         return
-    median = benchmark.stats.stats.median
+    stats = benchmark.stats.stats
+    median = stats.median
     flops = NetSpec().flops(batch) * (1 if phase == "forward" else 3)  # backward ~ 2x forward
-    peak = machine_peak_gflops(request.config)
     info.update(samples_per_s=batch / median, gflops_per_s=flops / median / 1e9)
+    info.update(rel_iqr=stats.iqr / median, rounds=stats.rounds, load_start=load_start, load_end=load_end)
+    info.update(device_peak(request, device))
+    peak = info["peak_gflops_per_s"]
     info["peak_fraction"] = (flops / median / 1e9) / peak if peak else None
-    info["peak_memory_bytes"], info["peak_memory_method"] = peak_memory_bytes(one_round, device)
+    info["peak_memory_bytes"], info["peak_memory_method"] = memory_of(request, backend, phase, batch, device, dtype)
     info["max_abs_error"], info["max_rel_error"] = error_of_timed_object(runner, phase, x, target)

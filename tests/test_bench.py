@@ -14,8 +14,10 @@ from tests.conftest import ROOT
 BENCH = ROOT / "suites" / "bench_net.py"
 EXTRA_KEYS = {
     "backend", "phase", "batch", "dtype", "device", "threads", "samples_per_s", "gflops_per_s", "peak_fraction",
-    "peak_memory_bytes", "max_abs_error", "max_rel_error", "first_call_s", "setup_s", "setup_kind",
+    "peak_memory_bytes", "peak_memory_method", "max_abs_error", "max_rel_error", "first_call_s", "setup_s",
+    "setup_kind", "peak_gflops_per_s", "peak_method", "rel_iqr", "rounds", "load_start", "load_end",
 }  # fmt: skip
+INPUT_BYTES_BATCH1 = 3 * 40 * 40 * 4
 
 
 def run_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -50,8 +52,18 @@ def test_timed_record_holds_speed_and_correctness_together(tmp_path: Path) -> No
         info, stats = record["extra_info"], record["stats"]
         assert info["samples_per_s"] == pytest.approx(1 / stats["median"])
         assert info["max_abs_error"] < 1e-3, "the backend's error at this configuration, against the oracle"
-        assert len(stats["data"]) == stats["rounds"] >= 5
+        assert len(stats["data"]) == stats["rounds"] == info["rounds"] >= 5
         assert record["group"].startswith(info["phase"])
+        assert info["rel_iqr"] == pytest.approx(stats["iqr"] / stats["median"])
+        assert info["peak_memory_bytes"] >= INPUT_BYTES_BATCH1, "one round holds at least its input"
+        assert info["peak_memory_method"].startswith("resident-set high-water mark")
+        assert info["peak_gflops_per_s"] == document["machine_info"]["netharness_peak_gflops"]
+        assert "best of" in info["peak_method"]
+        assert info["peak_fraction"] == pytest.approx(info["gflops_per_s"] / info["peak_gflops_per_s"])
+    forward, train = (
+        records[f"test_benchmark[eager-{p}-float32-batch1]"]["extra_info"] for p in ("forward", "train_step")
+    )
+    assert forward["first_call_s"] != train["first_call_s"], "one-off costs are measured per phase, never copied"
 
 
 def test_under_xdist_benchmarks_run_once_untimed_and_write_no_timings(tmp_path: Path) -> None:
