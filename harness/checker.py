@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from harness.conformance import ConformanceError, compare, first_divergent_layer
+from harness.precision import diagnose
 from harness.recorder import META
 from harness.results import Measurement
 from harness.tolerances import Tolerance
@@ -50,6 +51,9 @@ class Checker:
         measurement, failure = compare(what, actual, expected, tol)
         self.record(measurement)
         if failure:
+            hint = diagnose(actual, expected, self.dtype)
+            if hint:
+                failure += f"; {hint}"
             if layers is not None:
                 divergent = first_divergent_layer(layers[0], layers[1], tol)
                 failure += f"; first divergent layer: {divergent or 'none (only the output differs)'}"

@@ -59,7 +59,7 @@ def compare(what: str, actual: np.ndarray, expected: np.ndarray, tolerance: Tole
     text = (
         f"{what}: mismatched elements {measurement.mismatched}/{measurement.total}; "
         f"greatest absolute difference {measurement.max_abs_error:.3g} at {abs_at}"
-        f" (actual {_at(actual, abs_at)}, expected {_at(expected, abs_at)}); "
+        f" (actual {_at(actual, abs_at, expected)}, expected {_at(expected, abs_at, actual)}); "
         f"greatest relative difference {measurement.max_rel_error:.3g} at {rel_at}; tolerance {tolerance}"
     )
     return measurement, text
@@ -90,5 +90,15 @@ def _where(values: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(int(np.argmax(flat)), values.shape))
 
 
-def _at(values: np.ndarray, index: tuple[int, ...]) -> str:
-    return f"{float(values[index]):.6g}" if values.size else "-"
+def _at(values: np.ndarray, index: tuple[int, ...], other: np.ndarray | None = None) -> str:
+    """The value at ``index``, with enough significant digits to differ from ``other``'s there."""
+    if not values.size:
+        return "-"
+    value = float(values[index])
+    digits = 6
+    if other is not None and other.size:
+        reference = float(other[index])
+        if value != reference and np.isfinite(value) and np.isfinite(reference) and reference != 0:
+            relative = abs(value - reference) / abs(reference)
+            digits = int(min(17, max(6, 3 - np.floor(np.log10(relative))))) if relative > 0 else 17
+    return f"{value:.{digits}g}"

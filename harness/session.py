@@ -77,7 +77,7 @@ class HarnessState:
         the reason names each override that widened one.
         """
         config = {**(config or {}), "dtype": dtype}
-        return merged_tolerance(default_tolerance(check, dtype), self.tolerance_overrides(name), check, config)
+        return merged_tolerance(default_tolerance(check, dtype, config), self.tolerance_overrides(name), check, config)
 
     def write(self, record: dict[str, Any]) -> None:
         if self.writer is None:
