@@ -1,14 +1,17 @@
 """``eager``: the seed's network as a PyTorch ``nn.Module``, run eagerly.
 
 Layout and dtype policy: parameters live in the module as torch tensors in the requested
-dtype (float32 or float64) on the requested device; canonical NumPy parameters map 1:1 to
-the module's ``state_dict`` (``conv1.weight`` OIHW, ``fc1.weight`` (out, in)). Inputs are
-NumPy arrays copied to the device; outputs are copied back to NumPy in the same dtype.
+precision (float64, float32, bfloat16 or float16; tf32 is float32 with TF32 allowed, on
+CUDA) on the requested device; canonical NumPy parameters map 1:1 to the module's
+``state_dict`` (``conv1.weight`` OIHW, ``fc1.weight`` (out, in)). Inputs are NumPy arrays
+copied to the device; outputs come back as NumPy arrays in the precision's storage dtype
+(float32 for every precision but float64). On CUDA, float32 runs with TF32 off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -114,11 +117,37 @@ class Net(nn.Module):  # type: ignore[misc,name-defined]
         return out
 
 
-TORCH_DTYPES = {"float32": "float32", "float64": "float64"}
+TORCH_DTYPES = {
+    "float32": "float32",
+    "float64": "float64",
+    "tf32": "float32",  # float32 storage; TF32 matmuls and convolutions (CUDA only)
+    "bfloat16": "bfloat16",
+    "float16": "float16",
+}
+"""The torch dtype of each precision. Arrays at the contract are float64 for float64 and
+float32 for every other precision (bfloat16 and float16 values exactly representable)."""
 
 
 def torch_dtype(dtype: str) -> torch.dtype:
     return getattr(torch, TORCH_DTYPES[dtype])
+
+
+@contextmanager
+def precision_scope(dtype: str, device: str) -> Iterator[None]:
+    """TF32 on exactly when the precision is tf32, on CUDA; the previous flags are restored.
+
+    cuDNN and cuBLAS default to TF32 for float32 on recent NVIDIA GPUs; float32 here means
+    float32 arithmetic, so TF32 is a configuration of its own.
+    """
+    if device != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def to_tensor(array: np.ndarray, device: str, dtype: str | None = None) -> torch.Tensor:
@@ -128,7 +157,11 @@ def to_tensor(array: np.ndarray, device: str, dtype: str | None = None) -> torch
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy()
+    """A host copy; bfloat16 and float16 come back as float32 (every value exactly)."""
+    tensor = tensor.detach()
+    if tensor.dtype in (torch.bfloat16, torch.float16):
+        tensor = tensor.float()
+    return tensor.cpu().numpy()
 
 
 def _grad(tensor: torch.Tensor) -> torch.Tensor:
@@ -179,12 +212,13 @@ class PreparedEagerNet:
         return to_tensor(array, self.device, None if array.dtype.kind in "iu" else self.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), precision_scope(self.dtype, self.device):
             return self.net(x)
 
     def train_step(self, x: torch.Tensor, target: torch.Tensor, *, loss: str, lr: float) -> None:
         self.net.zero_grad(set_to_none=True)
-        self.backend.loss_tensor(loss, self.net(x), target).backward()
+        with precision_scope(self.dtype, self.device):
+            self.backend.loss_tensor(loss, self.net(x), target).backward()
         self.backend.sgd_update(self.net, lr)
 
     def parameters(self) -> dict[str, np.ndarray]:
@@ -219,13 +253,16 @@ class EagerBackend:
 
     name = "eager"
     capabilities = frozenset(Capability)
-    dtypes = ("float32", "float64")
+    dtypes: tuple[str, ...] = ("float32", "float64", "bfloat16", "float16")
+    """Precisions; ``tf32`` is added where CUDA is present (it means nothing on the CPU)."""
     net_class: type[Net] = Net
 
     def __init__(self) -> None:
         self.version = f"torch {torch.__version__}" if torch is not None else "torch missing"
         cuda = torch is not None and torch.cuda.is_available()
         self.devices = ("cpu", "cuda") if cuda else ("cpu",)
+        if cuda and type(self).dtypes == EagerBackend.dtypes:
+            self.dtypes = (*EagerBackend.dtypes, "tf32")
         self._nets: dict[tuple[NetSpec, str, str], Net] = {}
 
     def _net(self, spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str) -> Net:
@@ -273,7 +310,7 @@ class EagerBackend:
     ) -> np.ndarray:
         spec.check_input(x)
         net = self._net(spec, params, device, dtype)
-        with torch.no_grad():
+        with torch.no_grad(), precision_scope(dtype, device):
             return to_numpy(net(to_tensor(x, device, dtype)))
 
     def intermediates(
@@ -281,7 +318,7 @@ class EagerBackend:
     ) -> dict[str, np.ndarray]:
         spec.check_input(x)
         net = self._net(spec, params, device, dtype)
-        with torch.no_grad():
+        with torch.no_grad(), precision_scope(dtype, device):
             return {name: to_numpy(t) for name, t in net.forward_layers(to_tensor(x, device, dtype)).items()}
 
     # -- backward and training ------------------------------------------------------------
@@ -301,8 +338,9 @@ class EagerBackend:
         spec.check_target(loss, target, x.shape[0])
         net = self._net(spec, params, device, dtype)
         inputs = to_tensor(x, device, dtype).requires_grad_(True)
-        value = self.loss_tensor(loss, net(inputs), loss_target(loss, target, device, dtype))
-        value.backward()
+        with precision_scope(dtype, device):
+            value = self.loss_tensor(loss, net(inputs), loss_target(loss, target, device, dtype))
+            value.backward()
         grads = {name: to_numpy(_grad(p)).copy() for name, p in net.named_parameters()}
         grads["input"] = to_numpy(_grad(inputs))
         return float(value.item()), grads
@@ -322,7 +360,9 @@ class EagerBackend:
         spec.check_input(x)
         spec.check_target(loss, target, x.shape[0])
         net = self._net(spec, params, device, dtype)
-        self.loss_tensor(loss, net(to_tensor(x, device, dtype)), loss_target(loss, target, device, dtype)).backward()
+        with precision_scope(dtype, device):
+            logits = net(to_tensor(x, device, dtype))
+            self.loss_tensor(loss, logits, loss_target(loss, target, device, dtype)).backward()
         self.sgd_update(net, lr)
         return {name: to_numpy(t).copy() for name, t in net.state_dict().items()}  # the cached net lives on
 

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from harness.errors import PluginError
+from harness.precision import PRECISIONS
 
 
 class Capability(enum.StrEnum):
@@ -128,7 +129,8 @@ class Backend(Protocol):
     """Devices it can run on, from ``("cpu", "cuda")``."""
 
     dtypes: tuple[str, ...]
-    """Dtypes it supports, from ``("float32", "float64")``."""
+    """Precisions it computes in, from ``("float64", "float32", "tf32", "bfloat16", "float16")``
+    (:mod:`harness.precision`); arrays are float32 for all but float64."""
 
     def availability(self) -> Availability:
         """Whether it can run on this machine, and why not. Must not raise."""
@@ -168,11 +170,11 @@ def check_backend(backend: Any, plugin_name: str) -> None:
                     f" but has no {method}() method; add it or drop the capability"
                 )
     bad_devices = set(backend.devices) - {"cpu", "cuda"}
-    bad_dtypes = set(backend.dtypes) - {"float32", "float64"}
+    bad_dtypes = set(backend.dtypes) - set(PRECISIONS)
     if bad_devices or bad_dtypes:
         raise PluginError(
             f"backend {backend.name!r} (plugin {plugin_name!r}) declares unknown devices {sorted(bad_devices)}"
-            f" or dtypes {sorted(bad_dtypes)}; use cpu/cuda and float32/float64"
+            f" or dtypes {sorted(bad_dtypes)}; use cpu/cuda and precisions {', '.join(PRECISIONS)}"
         )
 
 

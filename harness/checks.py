@@ -25,6 +25,21 @@ class CheckInfo:
     capability: Capability | None
     summary: str
 
+    @property
+    def at_every_precision(self) -> bool:
+        """Whether the check runs at tf32, bfloat16 and float16 too.
+
+        Gradients (and training, which follows them) are compared elementwise, and an
+        element whose pre-activation or max-pool window is within the precision's error of
+        a kink takes the other branch: a whole element's gradient differs, which no
+        rounding bound covers. Those checks run at float32 and float64 only.
+        """
+        return self.family not in KINK_SENSITIVE_FAMILIES
+
+
+KINK_SENSITIVE_FAMILIES = ("gradients", "training")
+FULL_PRECISIONS = ("float64", "float32")
+
 
 def _catalogue(*rows: tuple[str, str, Capability | None, str]) -> dict[str, CheckInfo]:
     return {name: CheckInfo(name, family, capability, summary) for name, family, capability, summary in rows}
@@ -42,7 +57,7 @@ CHECKS: dict[str, CheckInfo] = _catalogue(
     ("forward_values", "forward", F, "logits against the float64 oracle (default spec and variants)"),
     ("intermediate_values", "forward", LAYERS, "every layer's output against the oracle"),
     ("prepared_forward", "fast path", F, "the benchmark fast path's logits against the oracle"),
-    ("prepared_train_step", "fast path", T, "the fast path's parameters after one SGD step against the oracle"),
+    ("prepared_train_step", "training", T, "the fast path's parameters after one SGD step against the oracle"),
     ("gradients", "gradients", B, "loss and every gradient against the oracle, both losses"),
     ("gradient_finite_differences", "gradients", B, "gradients against central finite differences"),
     ("maxpool_tie_subgradient", "gradients", B, "a max-pool tie sends the gradient to the first maximum"),

@@ -20,6 +20,7 @@ import pytest
 from harness import isolation
 from harness.backend import Backend, Capability, supports
 from harness.checker import Checker
+from harness.checks import CHECKS, FULL_PRECISIONS
 from harness.recorder import META, ResultsRecorder
 from harness.selectors import configuration
 from harness.session import DEFAULT_RESULTS, HarnessState
@@ -189,7 +190,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not state.selected:
         raise pytest.UsageError("no backend selected: every selected plugin failed to load (see the header)")
     if "dtype" in metafunc.fixturenames:
-        pairs = [pytest.param(n, d, id=f"{n}-{d}") for n in state.selected for d in state.backend(n).dtypes]
+        info = CHECKS.get(check_name(metafunc.definition))
+        every = info is None or info.at_every_precision
+        pairs = [
+            pytest.param(n, d, id=f"{n}-{d}")
+            for n in state.selected
+            for d in state.backend(n).dtypes
+            if every or d in FULL_PRECISIONS
+        ]
         metafunc.parametrize(("backend", "dtype"), pairs, indirect=["backend"])
     else:
         metafunc.parametrize("backend", state.selected, indirect=True)
