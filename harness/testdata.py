@@ -1,7 +1,8 @@
 """Random inputs, parameters and targets for checks and benchmarks, from a seeded generator.
 
-Arrays are drawn in float64 and rounded once to the requested dtype; the oracle is then fed
-the rounded values (cast back to float64), so a comparison measures only the backend's
+Arrays are drawn in float64 and rounded once to the requested precision (a bfloat16 or
+float16 value travels as a float32 that holds it exactly); the oracle is then fed the
+rounded values (cast back to float64), so a comparison measures only the backend's
 arithmetic, never the rounding of its inputs.
 """
 
@@ -11,7 +12,15 @@ import math
 
 import numpy as np
 
+from harness.precision import PRECISIONS
 from harness.spec import NetSpec
+
+
+def to_precision(values: np.ndarray, dtype: str) -> np.ndarray:
+    """``values`` rounded to the precision ``dtype``, in its storage dtype (any NumPy dtype passes through)."""
+    if dtype in PRECISIONS:
+        return PRECISIONS[dtype].round(values)
+    return np.asarray(values).astype(dtype)
 
 
 def random_params(spec: NetSpec, rng: np.random.Generator, dtype: str = "float64") -> dict[str, np.ndarray]:
@@ -23,21 +32,21 @@ def random_params(spec: NetSpec, rng: np.random.Generator, dtype: str = "float64
     for name, shape in spec.parameter_shapes().items():
         if name.endswith(".weight"):
             fan_in, _ = spec.fans(name)
-            params[name] = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape).astype(dtype)
+            params[name] = to_precision(rng.normal(0.0, math.sqrt(2.0 / fan_in), shape), dtype)
         else:
-            params[name] = rng.normal(0.0, 0.1, shape).astype(dtype)
+            params[name] = to_precision(rng.normal(0.0, 0.1, shape), dtype)
     return params
 
 
 def random_images(spec: NetSpec, batch: int, rng: np.random.Generator, dtype: str = "float64") -> np.ndarray:
-    return rng.standard_normal((batch, spec.in_channels, spec.height, spec.width)).astype(dtype)
+    return to_precision(rng.standard_normal((batch, spec.in_channels, spec.height, spec.width)), dtype)
 
 
 def random_target(spec: NetSpec, loss: str, batch: int, rng: np.random.Generator, dtype: str = "float64") -> np.ndarray:
     """Integer labels for cross_entropy, a float (N, classes) array for sse."""
     if loss == "cross_entropy":
         return rng.integers(0, spec.num_classes, size=batch).astype(np.int64)
-    return rng.standard_normal((batch, spec.num_classes)).astype(dtype)
+    return to_precision(rng.standard_normal((batch, spec.num_classes)), dtype)
 
 
 def as_float64(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -96,10 +105,10 @@ def init_scheme_params(spec: NetSpec, rng: np.random.Generator, dtype: str = "fl
     for name, shape in spec.parameter_shapes().items():
         fan_in, fan_out = spec.fans(name) if name.endswith(".weight") else (0, 0)
         if name.endswith(".bias"):
-            params[name] = np.zeros(shape, dtype)
+            params[name] = to_precision(np.zeros(shape), dtype)
         elif len(shape) == 4:
-            params[name] = rng.normal(0.0, math.sqrt(2.0 / fan_out), shape).astype(dtype)
+            params[name] = to_precision(rng.normal(0.0, math.sqrt(2.0 / fan_out), shape), dtype)
         else:
             bound = math.sqrt(6.0 / (fan_in + fan_out))
-            params[name] = rng.uniform(-bound, bound, shape).astype(dtype)
+            params[name] = to_precision(rng.uniform(-bound, bound, shape), dtype)
     return params

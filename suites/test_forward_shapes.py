@@ -7,6 +7,8 @@ import pytest
 
 from harness import NetSpec, SpecError
 from harness.backend import Backend
+from harness.precision import storage_dtype
+from harness.testdata import to_precision
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 2, 7, 64)]
 VARIANTS = [
@@ -19,11 +21,12 @@ VARIANTS = [
 
 
 def params_for(spec: NetSpec, rng: np.random.Generator, dtype: str) -> dict[str, np.ndarray]:
-    return {name: (0.1 * rng.standard_normal(shape)).astype(dtype) for name, shape in spec.parameter_shapes().items()}
+    shapes = spec.parameter_shapes()
+    return {name: to_precision(0.1 * rng.standard_normal(shape), dtype) for name, shape in shapes.items()}
 
 
 def images(spec: NetSpec, batch: int, rng: np.random.Generator, dtype: str) -> np.ndarray:
-    return rng.standard_normal((batch, spec.in_channels, spec.height, spec.width)).astype(dtype)
+    return to_precision(rng.standard_normal((batch, spec.in_channels, spec.height, spec.width)), dtype)
 
 
 @pytest.mark.requires("forward")
@@ -37,7 +40,7 @@ def test_output_shape(backend: Backend, dtype: str, device: str, batch: int, rng
     assert out.shape == spec.output_shape(batch), (
         f"forward returned shape {out.shape}, the spec says {spec.output_shape(batch)}"
     )
-    assert out.dtype == np.dtype(dtype), f"forward returned {out.dtype} for {dtype} input"
+    assert out.dtype == np.dtype(storage_dtype(dtype)), f"forward returned {out.dtype} for {dtype} input"
 
 
 @pytest.mark.requires("forward")
@@ -52,7 +55,7 @@ def test_output_shape_variants(
     assert out.shape == spec.output_shape(batch), (
         f"forward returned shape {out.shape}, the spec says {spec.output_shape(batch)}"
     )
-    assert out.dtype == np.dtype(dtype), f"forward returned {out.dtype} for {dtype} input"
+    assert out.dtype == np.dtype(storage_dtype(dtype)), f"forward returned {out.dtype} for {dtype} input"
 
 
 @pytest.mark.requires("intermediates")
@@ -67,7 +70,7 @@ def test_intermediate_shapes(
     assert list(layers) == list(spec.layer_names()), "intermediates must be keyed by the spec's layer names, in order"
     for layer in spec.layers(batch):
         assert layers[layer.name].shape == layer.shape, f"layer {layer.name}"
-        assert layers[layer.name].dtype == np.dtype(dtype), f"layer {layer.name}"
+        assert layers[layer.name].dtype == np.dtype(storage_dtype(dtype)), f"layer {layer.name}"
 
 
 BAD_INPUTS = {
@@ -88,4 +91,5 @@ def test_rejects_bad_input(backend: Backend, dtype: str, device: str, case: str,
     """Nothing is silently broadcast, cast or squeezed: a bad input raises the spec's error."""
     spec = NetSpec()
     with pytest.raises(SpecError):
-        backend.forward(spec, params_for(spec, rng, dtype), BAD_INPUTS[case](spec, dtype), device=device, dtype=dtype)
+        bad = BAD_INPUTS[case](spec, storage_dtype(dtype))
+        backend.forward(spec, params_for(spec, rng, dtype), bad, device=device, dtype=dtype)

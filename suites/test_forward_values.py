@@ -7,6 +7,7 @@ import pytest
 
 from harness import NetSpec, oracle
 from harness.backend import Backend, Capability, supports
+from harness.precision import storage_dtype
 from harness.pytest_plugin import Checker
 from harness.testdata import as_float64, random_images, random_params
 
@@ -27,7 +28,7 @@ def check_forward(
     x = random_images(spec, batch, rng, dtype)
     expected = oracle.forward_layers(spec, as_float64(params), x.astype(np.float64))
     actual = backend.forward(spec, params, x, device=device, dtype=dtype)
-    if np.asarray(actual).dtype != np.dtype(dtype):
+    if np.asarray(actual).dtype != np.dtype(storage_dtype(dtype)):
         conformance.fail(f"forward returned {np.asarray(actual).dtype} for {dtype} input and parameters")
     layers = None
     if supports(backend, Capability.INTERMEDIATES):

@@ -7,6 +7,7 @@ import pytest
 
 from harness import NetSpec
 from harness.backend import Backend
+from harness.precision import storage_dtype
 from harness.pytest_plugin import Checker
 from harness.testdata import random_images, random_params, random_target
 
@@ -38,7 +39,8 @@ def test_forward_output_is_finite(
     out = backend.forward(
         spec, random_params(spec, rng, dtype), random_images(spec, 7, rng, dtype), device=device, dtype=dtype
     )
-    if not isinstance(out, np.ndarray) or out.dtype != np.dtype(dtype) or out.shape != spec.output_shape(7):
+    storage = np.dtype(storage_dtype(dtype))
+    if not isinstance(out, np.ndarray) or out.dtype != storage or out.shape != spec.output_shape(7):
         conformance.fail(f"forward returned {type(out).__name__} {getattr(out, 'dtype', '')} {np.shape(out)}")
     if not np.all(np.isfinite(out)):
         conformance.fail(f"forward returned {int(np.sum(~np.isfinite(out)))}/{out.size} non-finite logits")

@@ -128,3 +128,47 @@ def test_a_backend_computing_coarser_than_it_declares_fails_and_the_message_name
     out = result.stdout.str()
     assert "errors are consistent with bfloat16 arithmetic" in out
     assert "errors are consistent with tf32 or float16 arithmetic" in out
+
+
+ONE_PRECISION_LOWER = """
+    from backends.eager import EagerBackend
+    from harness import hookimpl
+
+    def lying(declared, computed):
+        class Lying(EagerBackend):
+            name = f"{declared}-computes-{computed}"
+            dtypes = (declared,)
+
+            def forward(self, spec, params, x, *, device, dtype):
+                params = {k: v.astype(x.dtype) for k, v in params.items()}
+                out = super().forward(spec, params, x, device=device, dtype=computed)
+                return out.astype(x.dtype)
+
+        return Lying()
+
+    @hookimpl
+    def harness_backends():
+        return [lying("float64", "float32"), lying("float32", "float16"), lying("float16", "bfloat16")]
+"""
+
+
+def test_a_backend_one_precision_lower_than_it_declares_fails(
+    pytester: pytest.Pytester, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from tests.conftest import ROOT, install_plugin
+
+    install_plugin(fake_site, "lying-precision", "lying_precision", textwrap.dedent(ONE_PRECISION_LOWER))
+    monkeypatch.setenv("PYTHONPATH", str(fake_site))
+    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", "eager,compile,numpy,onnx")
+    result = pytester.runpytest_subprocess(
+        str(ROOT / "suites" / "test_forward_values.py"),
+        "-k",
+        "test_forward_values and (batch7 or batch64)",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(failed=6)
+    out = result.stdout.str()
+    assert "consistent with float32 arithmetic" in out
+    assert "consistent with tf32 or float16 arithmetic" in out
