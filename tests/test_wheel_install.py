@@ -40,7 +40,7 @@ def test_the_quick_main_job_runs_from_any_directory_with_a_regular_install(insta
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     where = subprocess.run(
-        [sys.executable, "-c", "import harness, harness.locations as l; print(harness.__file__); print(l.suites_dir())"],
+        [sys.executable, "-c", "import harness, harness.locations as h; print(harness.__file__, h.suites_dir(), sep='\\n')"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
