@@ -32,6 +32,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+WHERE = "import harness, harness.locations as h; print(harness.__file__); print(h.suites_dir())"
+
+
 def test_the_quick_main_job_runs_from_any_directory_with_a_regular_install(installed: Path, tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -40,7 +43,7 @@ def test_the_quick_main_job_runs_from_any_directory_with_a_regular_install(insta
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     where = subprocess.run(
-        [sys.executable, "-c", "import harness, harness.locations as h; print(harness.__file__, h.suites_dir(), sep='\\n')"],
+        [sys.executable, "-c", WHERE],
         cwd=tmp_path,
         env=env,
         capture_output=True,
