@@ -6,6 +6,10 @@ sets of raw timings are resampled with replacement, independently, ``BOOTSTRAP_R
 times, from a fresh ``numpy.random.default_rng(BOOTSTRAP_SEED)`` for each comparison, so every
 interval is reproducible on its own and does not depend on which others were computed.
 
+Each speedup carries its ``verdict`` (``faster`` or ``slower`` only when the interval excludes
+1: :func:`~reports.stability.speedup_verdict`), and why the backend's timing and eager's are
+unstable, if they are (``unstable``, ``baseline_unstable``; empty when stable).
+
 A slowdown is significant when a one-sided Mann-Whitney U test says the current timings are
 stochastically greater than the baseline's.
 """
@@ -19,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from reports.stability import speedup_verdict
 from reports.tables import pooled
 
 BOOTSTRAP_SEED = 20240607
@@ -73,7 +78,18 @@ def speedup_interval(
 
 def speedup_frame(bench: pd.DataFrame) -> pd.DataFrame:
     """Speedup of every backend against eager at the same machine, device, dtype, threads, phase, batch."""
-    columns = [*SPEEDUP_KEY, "backend", "eager_median_s", "median_s", "speedup", "ci_low", "ci_high"]
+    columns = [
+        *SPEEDUP_KEY,
+        "backend",
+        "eager_median_s",
+        "median_s",
+        "speedup",
+        "ci_low",
+        "ci_high",
+        "verdict",
+        "unstable",
+        "baseline_unstable",
+    ]
     if bench.empty:
         return pd.DataFrame(columns=columns)
     frame = pooled(bench)
@@ -84,12 +100,26 @@ def speedup_frame(bench: pd.DataFrame) -> pd.DataFrame:
             continue
         eager_timings = eager["timings"].iloc[0]
         eager_median = float(eager["median_s"].iloc[0])
+        eager_unstable = str(eager["unstable"].iloc[0])
         for _, row in group[group["backend"] != BASELINE_BACKEND].iterrows():
             interval = speedup_interval(eager_timings, row["timings"])
             estimate = interval.estimate
             if math.isnan(estimate):  # no raw timings: the medians pytest-benchmark reported
                 estimate = eager_median / float(row["median_s"])
-            rows.append([*key, row["backend"], eager_median, row["median_s"], estimate, interval.low, interval.high])
+            rows.append(
+                [
+                    *key,
+                    row["backend"],
+                    eager_median,
+                    row["median_s"],
+                    estimate,
+                    interval.low,
+                    interval.high,
+                    speedup_verdict(interval.low, interval.high),
+                    str(row["unstable"]),
+                    eager_unstable,
+                ]
+            )
     result = pd.DataFrame(rows, columns=columns)
     for column in ("batch", "threads"):
         result[column] = result[column].astype("Int64")

@@ -18,6 +18,8 @@ import pandas as pd
 
 from reports.escaping import csv_cell
 from reports.load import OUTCOMES, Results
+from reports.records import add_tolerance_columns
+from reports.stability import instability, rel_iqr
 
 RESULTS_COLUMNS = [
     "machine",
@@ -39,11 +41,17 @@ RESULTS_COLUMNS = [
     "iqr_s",
     "rounds",
     "iterations",
+    "rel_iqr",
+    "load_start",
+    "load_end",
+    "cpu_count",
+    "unstable",
     "samples_per_s",
     "gflops_per_s",
     "peak_fraction",
     "peak_gflops_per_s",
     "peak_memory_bytes",
+    "peak_memory_method",
     "max_abs_error",
     "max_rel_error",
     "first_call_s",
@@ -66,8 +74,12 @@ CONFORMANCE_COLUMNS = [
     "max_rel_error",
     "rtol",
     "atol",
+    "max_ulp",
+    "ulp_limit",
     "headroom",
     "tolerance_reason",
+    "tolerance_source",
+    "tolerance_factor",
     "reason",
     "test_id",
     "seed",
@@ -75,7 +87,10 @@ CONFORMANCE_COLUMNS = [
     "source",
 ]
 
-INTEGER_COLUMNS = ("batch", "threads", "rounds", "iterations", "peak_memory_bytes")
+DERIVED_COLUMNS = ("max_ulp", "ulp_limit", "tolerance_source", "tolerance_factor")
+RECORD_COLUMNS = [c for c in CONFORMANCE_COLUMNS[2:-1] if c not in DERIVED_COLUMNS]
+"""The columns a check record holds as they are; the others are derived (:mod:`reports.records`)."""
+INTEGER_COLUMNS = ("batch", "threads", "rounds", "iterations", "cpu_count", "peak_memory_bytes")
 BENCHMARK_KEY = ["machine", "backend", "phase", "batch", "dtype", "device", "threads"]
 """What names one benchmark; rows sharing it (repeated runs on one machine) are pooled."""
 
@@ -85,12 +100,17 @@ def benchmark_frame(results: Results) -> pd.DataFrame:
     rows = []
     for run in results.benchmarks:
         peak = _number(run.machine_info.get("netharness_peak_gflops"))
+        cpus = _integer((run.machine_info.get("cpu") or {}).get("count") or run.machine_info.get("cpu_count"))
         for bench in run.benchmarks:
             stats, extra = bench["stats"], bench.get("extra_info") or {}
             median, batch = _number(stats.get("median")), _integer(extra.get("batch"))
             samples_per_s = _number(extra.get("samples_per_s"))
             if math.isnan(samples_per_s) and batch is not None and median > 0:
                 samples_per_s = batch / median
+            spread = _number(extra.get("rel_iqr"))
+            if math.isnan(spread) and median > 0:
+                spread = _number(stats.get("iqr")) / median
+            rounds, load_start, load_end = _integer(stats.get("rounds")), extra.get("load_start"), extra.get("load_end")
             rows.append(
                 {
                     "machine": run.machine,
@@ -110,13 +130,19 @@ def benchmark_frame(results: Results) -> pd.DataFrame:
                     "q1_s": _number(stats.get("q1")),
                     "q3_s": _number(stats.get("q3")),
                     "iqr_s": _number(stats.get("iqr")),
-                    "rounds": _integer(stats.get("rounds")),
+                    "rounds": rounds,
                     "iterations": _integer(stats.get("iterations")),
+                    "rel_iqr": spread,
+                    "load_start": _number(load_start),
+                    "load_end": _number(load_end),
+                    "cpu_count": cpus,
+                    "unstable": "; ".join(instability(spread, rounds, load_start, load_end, cpus)),
                     "samples_per_s": samples_per_s,
                     "gflops_per_s": _number(extra.get("gflops_per_s")),
                     "peak_fraction": _number(extra.get("peak_fraction")),
                     "peak_gflops_per_s": peak,
                     "peak_memory_bytes": _integer(extra.get("peak_memory_bytes")),
+                    "peak_memory_method": str(extra.get("peak_memory_method") or ""),
                     "max_abs_error": _number(extra.get("max_abs_error")),
                     "max_rel_error": _number(extra.get("max_rel_error")),
                     "first_call_s": _number(extra.get("first_call_s")),
@@ -142,18 +168,19 @@ def conformance_frame(results: Results) -> pd.DataFrame:
                 {
                     "machine": run.machine,
                     "commit": run.commit,
-                    **{column: check.get(column) for column in CONFORMANCE_COLUMNS[2:-1]},
+                    **{column: check.get(column) for column in RECORD_COLUMNS},
                     "source": str(run.path),
                 }
             )
-    frame = pd.DataFrame(rows, columns=CONFORMANCE_COLUMNS)
+    frame = pd.DataFrame(rows, columns=["machine", "commit", *RECORD_COLUMNS, "source"])
     for column in ("max_abs_error", "max_rel_error", "rtol", "atol", "headroom", "duration_s"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
-    for column in ("tolerance_reason", "reason"):
-        frame[column] = frame[column].fillna("")
+    for column in ("tolerance_reason", "reason", "test_id", "dtype", "device"):
+        frame[column] = frame[column].fillna("").astype(str)
     key = ["machine", "backend", "check", "config", "dtype", "device"]
-    return frame.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
+    frame = frame.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
+    return add_tolerance_columns(frame)[CONFORMANCE_COLUMNS]
 
 
 def results_csv(bench: pd.DataFrame) -> str:
@@ -191,10 +218,22 @@ def pooled(bench: pd.DataFrame) -> pd.DataFrame:
     numbers = [c for c in RESULTS_COLUMNS if c.endswith(("_s", "_bytes", "_fraction")) and c in bench]
     grouped = bench.groupby(BENCHMARK_KEY, dropna=False, sort=True)
     frame = grouped[numbers].median()
-    frame["setup_kind"] = grouped["setup_kind"].last()
-    frame["artifact"] = grouped["artifact"].last()
+    for column in ("setup_kind", "artifact", "source", "commit", "peak_memory_method"):
+        frame[column] = grouped[column].last()
     frame["timings"] = grouped["timings"].agg(lambda arrays: np.concatenate(list(arrays)))
     frame["rounds"] = grouped["rounds"].sum()
+    # Pooled runs: the spread of all their rounds together; the busiest load any of them saw.
+    recorded = grouped["rel_iqr"].max()
+    frame["rel_iqr"] = [
+        rel_iqr(timings) if runs > 1 and timings.size else spread
+        for timings, spread, runs in zip(frame["timings"], recorded, grouped.size())
+    ]
+    for column in ("load_start", "load_end", "cpu_count"):
+        frame[column] = grouped[column].max()
+    frame["unstable"] = [
+        "; ".join(instability(*values))
+        for values in zip(frame["rel_iqr"], frame["rounds"], frame["load_start"], frame["load_end"], frame["cpu_count"])
+    ]
     return frame.reset_index()
 
 
