@@ -7,7 +7,8 @@ for its format, and only text the report itself wrote stays as it is:
 
 - HTML: Jinja2 autoescapes the template, and the pandas tables are rendered with
   ``escape="html"`` (:mod:`reports.html`); this module is not needed there.
-- Markdown: :func:`markdown_text` (and :func:`markdown_code` for identifiers).
+- Markdown: :func:`markdown_text` (and :func:`markdown_code` for identifiers,
+  :func:`markdown_command` for reproduce commands).
 - CSV: :func:`csv_cell`, the OWASP rule against formula injection.
 - Plots: :func:`plot_text`, since matplotlib reads ``$...$`` as mathtext and hides labels that
   start with ``_`` (it escapes XML itself).
@@ -25,6 +26,7 @@ _EMPHASIS_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
 """An underscore that is not between two letters or digits (``train_step`` cannot emphasise)."""
 _HTML = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
 _IDENTIFIER = re.compile(r"[\w.,:=+\-/ ]+")
+_COMMAND = re.compile(r"[\w.,:=+\-/ '\[\]]+")
 _ZERO_WIDTH_SPACE = "\u200b"
 
 
@@ -52,6 +54,16 @@ def markdown_code(value: Any) -> str:
     """
     text = str(value)
     return f"`{text}`" if _IDENTIFIER.fullmatch(text) else markdown_text(text)
+
+
+def markdown_command(value: Any) -> str:
+    """A shell command (a test id in quotes, with its brackets) as inline code; else as :func:`markdown_text`.
+
+    Quotes and brackets mean nothing inside a code span, and with no parenthesis allowed no
+    ``[text](target)`` can form even if a renderer ignored the span.
+    """
+    text = str(value)
+    return f"`{text}`" if _COMMAND.fullmatch(text) else markdown_text(text)
 
 
 def csv_cell(value: Any) -> Any:

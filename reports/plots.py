@@ -23,16 +23,22 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from reports.escaping import plot_text
+from reports.matrix import check_order
+from reports.numbers import tick
 from reports.tables import pooled
 
 EXACT_HEADROOM_SHOWN_AS = 1e6
 """Where an exact match (infinite headroom) is drawn on the log axis."""
 
+MIN_TICKS = 3
+LOG_TICK_STEPS = ((1.0,), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0), tuple(float(m) for m in range(1, 10)))
+"""Tick mantissas per decade, coarsest first."""
 LINE_STYLES = ("-", "--", ":", "-.")
 HATCHES = ("", "//", "..", "xx")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "netharness", "font.size": 9}
 _NO_METADATA = {"Creator": None, "Date": None, "Format": None, "Type": None}
 
@@ -66,9 +72,17 @@ def latency_svg(bench: pd.DataFrame) -> str:
                     linestyle=LINE_STYLES[variant % len(LINE_STYLES)],
                 )
             axes.set(
-                xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)", title=plot_text(phase)
+                xscale="log",
+                yscale="log",
+                xlabel="batch size (samples)",
+                ylabel="median latency (ms)",
+                title=plot_text(phase),
             )
-            _plain_log_labels(axes.xaxis, axes.yaxis)
+            batches = sorted(int(b) for b in frame["batch"].dropna().unique())
+            axes.xaxis.set_major_locator(FixedLocator(batches))  # the batch sizes that were run
+            axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: tick(value)))
+            axes.xaxis.set_minor_formatter(NullFormatter())
+            _readable_log_axis(axes.yaxis, axes.get_ylim())
             axes.grid(True, which="both", alpha=0.3)
             axes.legend(fontsize=7)
         return _svg(figure)
@@ -93,37 +107,55 @@ def throughput_svg(bench: pd.DataFrame) -> str:
                 hatch = HATCHES[variant % len(HATCHES)]
                 axes.bar(positions, heights, width=width, label=label, color=palette[backend], hatch=hatch)
             axes.set_xticks(np.arange(len(batches)), [str(b) for b in batches])
-            axes.set(yscale="log", xlabel="batch size", ylabel="samples / s", title=plot_text(phase))
-            _plain_log_labels(axes.yaxis)
+            axes.set(
+                yscale="log", xlabel="batch size (samples)", ylabel="throughput (samples/s)", title=plot_text(phase)
+            )
+            _readable_log_axis(axes.yaxis, axes.get_ylim())
             axes.grid(True, axis="y", which="both", alpha=0.3)
             axes.legend(fontsize=7)
         return _svg(figure)
 
 
 def headroom_svg(conf: pd.DataFrame) -> str:
-    """The smallest error headroom (tolerance / error) per backend and check, log scale; below 1 fails."""
+    """The smallest error headroom (tolerance / error) per check (rows) and backend (markers), log scale.
+
+    Below 1 fails. A dot plot, so that the figure grows with the checks only, not with
+    checks x backends; each backend has its own colour and marker shape, a little offset.
+    """
     measured = conf.dropna(subset=["headroom"])
     worst = measured.groupby(["check", "backend"])["headroom"].min().unstack("backend")
-    checks, backends = list(worst.index), list(worst.columns)
+    checks = [check for _, names in check_order(worst.index) for check in names]
+    worst = worst.reindex(checks)
+    backends = list(worst.columns)
     palette = colours(backends)
     with _style():
-        figure = Figure(figsize=(8.0, 1.0 + 0.22 * len(checks) * max(1, len(backends))), layout="constrained")
+        figure = Figure(figsize=(8.0, 1.4 + 0.26 * len(checks)), layout="constrained")
         axes: Axes = figure.subplots()
-        height = 0.8 / max(1, len(backends))
+        step = 0.6 / max(1, len(backends))
         for index, backend in enumerate(backends):
             values = worst[backend].to_numpy(dtype=float)
             shown = np.where(np.isinf(values), EXACT_HEADROOM_SHOWN_AS, values)
-            positions = np.arange(len(checks)) + (index - (len(backends) - 1) / 2) * height
-            bars = axes.barh(positions, shown, height=height, label=plot_text(backend), color=palette[backend])
-            for bar, value in zip(bars, values):
-                if np.isinf(value):
-                    bar.set_hatch("//")
+            positions = np.arange(len(checks)) + (index - (len(backends) - 1) / 2) * step
+            axes.scatter(
+                shown,
+                positions,
+                s=22,
+                marker=MARKERS[index % len(MARKERS)],
+                color=palette[backend],
+                label=plot_text(backend),
+                zorder=3,
+            )
         axes.axvline(1.0, color="#b00020", linewidth=1.2, linestyle="--", label="tolerance (headroom 1)")
         axes.set_yticks(np.arange(len(checks)), [plot_text(check) for check in checks])
-        axes.invert_yaxis()
-        axes.set(xscale="log", xlabel="headroom = tolerance / observed error (hatched: exact match)")
-        _plain_log_labels(axes.xaxis)
-        axes.grid(True, axis="x", which="both", alpha=0.3)
+        axes.set_ylim(len(checks) - 0.5, -0.5)
+        axes.set(
+            xscale="log",
+            xlabel="headroom = tolerance / observed error (no unit; "
+            f"an exact match is drawn at {tick(EXACT_HEADROOM_SHOWN_AS)})",
+            ylabel="check",
+        )
+        _readable_log_axis(axes.xaxis, axes.get_xlim())
+        axes.grid(True, axis="x", which="major", alpha=0.3)
         axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         return _svg(figure)
 
@@ -151,11 +183,26 @@ def _quartile_bars(series: pd.DataFrame) -> np.ndarray | None:
     return np.vstack([low.to_numpy(dtype=float), high.to_numpy(dtype=float)])
 
 
-def _plain_log_labels(*axes: Axis) -> None:
-    """Label log axes as plain numbers (1, 10, 0.1) instead of mathtext powers, which are slow to lay out."""
-    for axis in axes:
-        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        axis.set_minor_formatter(NullFormatter())
+def _readable_log_axis(axis: Axis, limits: tuple[float, float]) -> None:
+    """Ticks on a log axis that always carry labels, as plain numbers to 3 significant figures.
+
+    matplotlib labels only the powers of ten (and mathtext is slow to lay out), so an axis that
+    spans less than a decade would show no number at all. Ticks are taken at 1, then 1-2-5, then
+    finer steps per decade, until at least ``MIN_TICKS`` fall inside the axis.
+    """
+    low, high = sorted(limits)
+    ticks: list[float] = []
+    if low > 0 and math.isfinite(low) and math.isfinite(high):
+        decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+        for steps in LOG_TICK_STEPS:
+            ticks = [m * 10.0**e for e in decades for m in steps if low <= m * 10.0**e <= high]
+            if len(ticks) >= MIN_TICKS:
+                break
+        if len(ticks) < 2:  # a very narrow range: its ends and middle
+            ticks = [low, math.sqrt(low * high), high]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: tick(value)))
+    axis.set_minor_formatter(NullFormatter())
 
 
 @contextmanager

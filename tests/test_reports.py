@@ -139,17 +139,35 @@ def test_summary_has_one_line_per_backend_and_the_failures(full: Path) -> None:
     assert not any("PARTIAL RUN" in line for line in lines)
     header = next(line for line in lines if line.startswith("| backend"))
     assert header.split(" | ")[1:6] == ["passed", "failed", "error", "skipped", "xfailed"]
-    assert "| compile | 1 | 1 | 0 | 0 | 1 | 2.00× [" in "\n".join(lines)
-    assert "| eager | 3 | 0 | 0 | 0 | 0 | 1 (baseline) | 1 (baseline) |" in lines
+    assert header.split(" | ")[6:] == [
+        "under override",
+        "forward vs eager @64",
+        "train step vs eager @64",
+        "worst headroom",
+        "verdict |",
+    ]
+    assert "| compile | 1 | 1 | 0 | 0 | 1 | 0 | 2.00× [" in "\n".join(lines)
+    eager = "| eager | 3 | 0 | 0 | 0 | 0 | 0 | 1 (baseline) | 1 (baseline) | 12.5 (forward float32-batch1) | conforms |"
+    assert eager in lines
     numpy = next(line for line in lines if line.startswith("| numpy"))
-    assert numpy == "| numpy | 2 | 0 | 1 | 1 | 0 | 0.50× [0.50, 0.50] | 0.50× [0.50, 0.50] |"
+    assert numpy.startswith("| numpy | 2 | 0 | 1 | 1 | 0 | 0 | 0.500× [0.496, 0.504] | 0.500× [0.496, 0.504] |")
+    assert numpy.endswith("| 50.0 (forward float32-batch1) | 1 failure |")
     compile_row = next(line for line in lines if line.startswith("| compile"))
-    assert "1.25× [" in compile_row
+    assert "1.25× [" in compile_row and compile_row.endswith("| 1 failure (1 known deviation) |")
+    assert (
+        "Capabilities not declared (their checks are skipped, not failed): numpy: backward (1 check skipped)." in lines
+    )
     assert "## Failures (2)" in lines
-    failure = next(line for line in lines if "**compile**" in line)
+    index, failure = next((i, line) for i, line in enumerate(lines) if "**compile**" in line)
     assert failure.startswith("- **compile** `forward` `float32-batch64` (failed): forward: mismatched elements 3/640")
-    assert failure.endswith("…") and len(failure) < 220
-    assert "- **numpy** `train_step` `float32-batch1` (error): RuntimeError: boom in setup" in lines
+    assert failure.endswith("…") and len(failure) < 220 and "reproduce" not in failure
+    # The command the message gives after "reproduce:"; for numpy, one built from the record.
+    assert lines[index + 1] == "  - reproduce: `pytest suites --backend=compile --seed=0 -k 'test_forward and batch64'`"
+    numpy_failure = lines.index("- **numpy** `train_step` `float32-batch1` (error): RuntimeError: boom in setup")
+    assert lines[numpy_failure + 1] == (
+        "  - reproduce: `pytest 'suites/test_train_step.py::test_train_step[numpy-float32-batch1]' "
+        "--backend=numpy --device=cpu --seed=0`"
+    )
 
 
 def test_html_is_one_self_contained_file_with_every_section(full: Path) -> None:
@@ -157,15 +175,18 @@ def test_html_is_one_self_contained_file_with_every_section(full: Path) -> None:
     for forbidden in ("http://", "https://", "<script", "<link", "src=", "@import"):
         assert forbidden not in html, forbidden
     assert not re.search(r"url\((?!#)", html), "only url(#id) references inside the page"
+    assert '<meta http-equiv="Content-Security-Policy" content="default-src \'none\';' in html.replace("&#39;", "'")
     assert 'id="partial-banner"' not in html
-    matrix = html[html.index('<table id="conformance-matrix">') :]
+    matrix = html[html.index('<table id="conformance-matrix" class="matrix">') :]
     matrix = matrix[: matrix.index("</table>")]
-    for state in ("passed", "failed", "xfailed", "skipped"):
+    for state in ("passed", "failed", "xfailed", "undeclared"):  # numpy's backward: a capability skip
         assert f'class="cell-{state}"' in matrix
     assert "known deviation: inductor reorders reductions" in matrix  # in the tooltip
     for figure in ("latency-plot", "throughput-plot", "headroom-plot"):
         assert f'<figure class="plot" id="{figure}"><svg' in html
-    for table in ("latency-table", "throughput-table", "speedup-table", "setup-table", "peak-table", "machines"):
+    for table in ("verdict-table", "failures-table", "latency-table", "throughput-table", "speedup-table"):
+        assert f'id="{table}"' in html
+    for table in ("setup-table", "peak-table", "stability-table", "machines"):
         assert f'id="{table}"' in html
     assert f"numpy.random.default_rng({BOOTSTRAP_SEED})" in html and "2000 times" in html
     assert "torch 2.13.0+cpu inductor" in html and "abc1234" in html  # versions and commit

@@ -1,0 +1,202 @@
+"""The report's tables as plain data (header rows and body rows of cells), which one Jinja2
+macro renders with autoescaping: no cell is ever markup, whatever the results say.
+
+Numbers are formatted here, by :mod:`reports.numbers`: three significant figures, with the
+unit in the cell or the column header. Benchmark tables put each backend's machines side by
+side, so the same benchmark on every run reads across one row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from reports.numbers import MISSING, duration, interval, percent, sig, times
+from reports.stability import load_text
+from reports.stats import BASELINE_BACKEND
+from reports.tables import pooled, setup_table
+
+UNSTABLE_MARK = "⚠"
+SPEEDUP_STATE = {"faster": "faster", "slower": "slower"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str = ""
+    cls: str = ""
+    title: str = ""
+    link: str = ""
+    """A path relative to the report folder, already checked by :mod:`reports.artifacts`."""
+    note: str = ""
+    header: bool = False
+    colspan: int = 1
+    rowspan: int = 1
+
+
+@dataclass
+class Table:
+    id: str
+    head: list[list[Cell]]
+    body: list[list[Cell]] = field(default_factory=list)
+    cls: str = "data"
+
+
+def head(*names: str) -> list[Cell]:
+    return [Cell(name, "text", header=True) for name in names]
+
+
+def text(value: Any, cls: str = "text", **kwargs: Any) -> Cell:
+    """A text cell; a missing value is empty."""
+    missing = value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+    return Cell("" if missing else str(value), cls, **kwargs)
+
+
+def wide_table(
+    bench: pd.DataFrame, table_id: str, value: str, formatter: Callable[[Any], str], unit_note: str = ""
+) -> Table:
+    """``value`` per benchmark (rows) and backend, each backend's machines side by side (columns)."""
+    frame = pooled(bench)
+    index = ["device", "phase", "batch"] + [c for c in ("dtype", "threads") if frame[c].nunique(dropna=False) > 1]
+    several = frame["machine"].nunique() > 1
+    columns = sorted(set(zip(frame["backend"], frame["machine"])))
+    backends = list(dict.fromkeys(backend for backend, _ in columns))
+    top = [Cell(name, "text", header=True, rowspan=2 if several else 1) for name in index]
+    if several:
+        top += [Cell(backend, header=True, colspan=sum(1 for b, _ in columns if b == backend)) for backend in backends]
+        header = [top, [Cell(machine, header=True) for _, machine in columns]]
+    else:
+        header = [top + [Cell(backend, header=True) for backend in backends]]
+    table = Table(table_id, header)
+    cells = {(tuple(row[c] for c in index), row["backend"], row["machine"]): row for _, row in frame.iterrows()}
+    for key in sorted({tuple(row[c] for c in index) for _, row in frame.iterrows()}, key=_sortable):
+        line = [text(part) for part in key]
+        for backend, machine in columns:
+            row = cells.get((key, backend, machine))
+            if row is None:
+                line.append(Cell(MISSING, "missing"))
+                continue
+            unstable = str(row["unstable"])
+            line.append(
+                Cell(
+                    formatter(row[value]) + (f" {UNSTABLE_MARK}" if unstable else ""),
+                    "unstable" if unstable else "",
+                    title=f"unstable: {unstable}" if unstable else unit_note,
+                )
+            )
+        table.body.append(line)
+    return table
+
+
+def _sortable(key: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple((0, part) if isinstance(part, int | float) and not pd.isna(part) else (1, str(part)) for part in key)
+
+
+def _count(value: Any) -> str:
+    return MISSING if value is None or pd.isna(value) else str(int(value))
+
+
+def latency_table(bench: pd.DataFrame) -> Table:
+    return wide_table(bench, "latency-table", "median_s", lambda v: sig(float(v) * 1e3), "median latency, ms")
+
+
+def throughput_table(bench: pd.DataFrame) -> Table:
+    return wide_table(bench, "throughput-table", "samples_per_s", sig, "samples per second")
+
+
+def peak_table(bench: pd.DataFrame) -> Table:
+    return wide_table(bench, "peak-table", "peak_fraction", percent, "share of the machine's peak")
+
+
+def setup_html_table(bench: pd.DataFrame, links: dict[str, str]) -> Table:
+    """Compile/export time, the first call and a steady call per benchmark; exported files linked."""
+    table = Table(
+        "setup-table",
+        [
+            head("machine", "device", "backend", "phase", "batch", "setup")
+            + [Cell(name, header=True) for name in ("setup time", "first call", "steady call", "first / steady")]
+            + head("exported file")
+        ],
+    )
+    for row in setup_table(bench).itertuples():
+        artifact = str(row.artifact)
+        link = links.get(artifact, "")
+        shown = link or (artifact.rsplit("/", 1)[-1] if artifact else "")
+        title = "" if link or not artifact else f"not in this report's folder: {artifact}"
+        table.body.append(
+            [
+                text(row.machine),
+                text(row.device),
+                text(row.backend),
+                text(row.phase),
+                text(row.batch),
+                text(row.setup_kind),
+                Cell(duration(row.setup_s)),
+                Cell(duration(row.first_call_s)),
+                Cell(duration(row.median_s)),
+                Cell(times(row.first_call_over_median)),
+                text(shown, link=link, title=title),
+            ]
+        )
+    return table
+
+
+def speedup_html_table(speedups: pd.DataFrame) -> Table:
+    """Speedup against eager with its interval; coloured only when the interval excludes 1."""
+    several = speedups["machine"].nunique() > 1
+    names = (["machine"] if several else []) + ["device", "phase", "batch", "threads", "backend"]
+    table = Table(
+        "speedup-table",
+        [
+            head(*names)
+            + [Cell(f"{BASELINE_BACKEND} median", header=True), Cell("backend median", header=True)]
+            + [Cell("speedup", header=True), Cell("95% interval", header=True)]
+            + head("verdict", "stability")
+        ],
+    )
+    for row in speedups.itertuples():
+        warnings = []
+        if row.baseline_unstable:
+            warnings.append(f"{UNSTABLE_MARK} {BASELINE_BACKEND} baseline unstable: {row.baseline_unstable}")
+        if row.unstable:
+            warnings.append(f"{UNSTABLE_MARK} {row.backend} unstable: {row.unstable}")
+        state = SPEEDUP_STATE.get(str(row.verdict), "")
+        table.body.append(
+            [text(getattr(row, name)) for name in names]
+            + [Cell(duration(row.eager_median_s)), Cell(duration(row.median_s))]
+            + [Cell(times(row.speedup), state), Cell(interval(row.ci_low, row.ci_high) or "no raw timings")]
+            + [
+                text(row.verdict if not pd.isna(row.ci_low) else "no interval", cls=f"text {state}".strip()),
+                text("; ".join(warnings) or "stable", cls="text unstable" if warnings else "text"),
+            ]
+        )
+    return table
+
+
+def stability_table(bench: pd.DataFrame) -> Table:
+    """Every benchmark's spread, rounds and load, and whether it is stable."""
+    frame = pooled(bench).sort_values(["machine", "backend", "device", "phase", "batch"])
+    table = Table(
+        "stability-table",
+        [
+            head("machine", "backend", "device", "phase", "batch")
+            + [Cell(name, header=True) for name in ("median", "rel. IQR", "rounds", "load start → end")]
+            + head("stability")
+        ],
+    )
+    for row in frame.itertuples():
+        table.body.append(
+            [text(row.machine), text(row.backend), text(row.device), text(row.phase), text(row.batch)]
+            + [Cell(duration(row.median_s)), Cell(percent(row.rel_iqr)), Cell(_count(row.rounds))]
+            + [Cell(load_text(row.load_start, row.load_end))]
+            + [
+                text(
+                    f"unstable: {row.unstable}" if row.unstable else "stable",
+                    cls="text unstable" if row.unstable else "text",
+                )
+            ]
+        )
+    return table
