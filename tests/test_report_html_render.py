@@ -1,5 +1,8 @@
 """report.html rendered in headless Chromium: it draws, it has its tables and charts, and it
-raises no error and asks for nothing over the network.
+raises no error and asks for nothing over the network. At 1400 px, with six backends, the page
+and its conformance matrix need no horizontal scrolling, the verdicts fit the first screen, and
+every plot axis carries tick labels. The screenshot is kept in ``$NETHARNESS_SCREENSHOT_DIR``
+when that is set (CI uploads it as an artifact).
 
 Chromium is driven over the DevTools protocol on ``--remote-debugging-pipe`` (file descriptors
 3 and 4, NUL-terminated JSON messages), with the standard library only. The test first loads
@@ -217,11 +220,11 @@ def test_report_renders_in_chromium_with_tables_charts_and_no_errors(tmp_path: P
     page = json.loads(dom)
     assert page["title"] == "netharness report"
     tables = " ".join(page["tables"]).split()
-    for table in ("conformance-matrix", "conformance-issues", "machines", "backend-versions", "latency-table"):
+    for table in ("verdict-table", "failures-table", "conformance-matrix", "machines", "backend-versions"):
         assert table in tables, table
-    for table in ("throughput-table", "speedup-table", "setup-table", "peak-table"):
+    for table in ("latency-table", "throughput-table", "speedup-table", "setup-table", "peak-table", "stability-table"):
         assert table in tables, table
-    assert {"cell-passed", "cell-failed", "cell-xfailed", "cell-skipped"} <= set(page["matrixCells"])
+    assert {"cell-passed", "cell-failed", "cell-xfailed", "cell-undeclared"} <= set(page["matrixCells"])
     assert page["redCell"] == "rgb(248, 201, 201)"
     assert page["banner"].startswith("PARTIAL RUN")
     plots = {plot["id"]: plot for plot in page["plots"]}
@@ -238,3 +241,70 @@ def test_report_renders_in_chromium_with_tables_charts_and_no_errors(tmp_path: P
     rgb = (pixels[..., :3] * 255).astype(np.uint32)
     colours = np.unique((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2])
     assert len(colours) > 50, "the screenshot is (nearly) one colour"
+
+
+SCREENSHOT_DIR_ENV = "NETHARNESS_SCREENSHOT_DIR"
+FIRST_SCREEN_PX = 900
+"""A laptop's visible height: the verdict of every backend must end above it."""
+LAYOUT = """JSON.stringify({
+    viewport: window.innerWidth,
+    pageWidth: document.documentElement.scrollWidth,
+    csp: document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.content ?? '',
+    matrix: (() => {
+        const m = document.getElementById('conformance-matrix');
+        const r = m.getBoundingClientRect();
+        return {left: r.left, right: r.right, columns: m.querySelectorAll('thead th').length,
+                overflowing: [...m.querySelectorAll('td, th')].filter(c => c.scrollWidth > c.clientWidth + 1)
+                    .map(c => c.textContent.trim())};
+    })(),
+    verdict: (() => {
+        const r = document.getElementById('verdict-table').getBoundingClientRect();
+        return {right: r.right, bottom: r.bottom, rows: document.querySelectorAll('#verdict-table tbody tr').length};
+    })(),
+    plots: [...document.querySelectorAll('figure.plot svg')].map(svg => ({
+        id: svg.parentElement.id,
+        axes: [...svg.querySelectorAll('g[id^="matplotlib.axis"]')].map(axis =>
+            [...axis.querySelectorAll('text')].map(t => t.textContent.trim()).filter(t => t.length > 0)),
+    })),
+})"""
+
+
+def test_six_backends_fit_1400_px_with_readable_plots_and_no_request(tmp_path: Path, browser: DevTools) -> None:
+    out = tmp_path / "out"
+    inputs = [FIXTURES / "bench_six.json", FIXTURES / "conformance_six.jsonl"]
+    assert main(["report", *map(str, inputs), "--out", str(out)]) == 0
+
+    # The policy the page carries blocks any fetch, and a blocked fetch is seen: a page asking for one fails.
+    csp = (out / "report.html").read_text(encoding="utf-8").split('content="', 2)[1].split('"')[0]
+    asks = tmp_path / "asks.html"
+    asks.write_text(
+        f'<!DOCTYPE html><meta http-equiv="Content-Security-Policy" content="{csp}"><title>x</title>'
+        '<img src="http://example.invalid/pixel.png"><link rel="stylesheet" href="https://example.invalid/x.css">'
+    )
+    browser.load(asks.as_uri())
+    assert browser.problems(), "a page that asks the network for something would go unnoticed"
+
+    browser.load((out / "report.html").as_uri())
+    assert browser.problems() == []
+    page = json.loads(browser.evaluate(LAYOUT))
+    assert page["viewport"] == WIDTH
+    assert page["csp"].startswith("default-src 'none'")
+    assert page["pageWidth"] <= WIDTH, "the page scrolls sideways"
+    matrix = page["matrix"]
+    assert matrix["columns"] == 7, "a check column and six backends"
+    assert 0 <= matrix["left"] and matrix["right"] <= WIDTH, matrix
+    assert matrix["overflowing"] == [], "cells whose content spills out"
+    verdict = page["verdict"]
+    assert verdict["rows"] == 6 and verdict["right"] <= WIDTH and verdict["bottom"] <= FIRST_SCREEN_PX, verdict
+    plots = {plot["id"]: plot["axes"] for plot in page["plots"]}
+    assert set(plots) == {"latency-plot", "throughput-plot", "headroom-plot"}
+    for name, axes in plots.items():
+        assert len(axes) >= 2, name
+        assert all(labels for labels in axes), f"{name}: an axis without tick labels: {axes}"
+
+    shot = browser.send("Page.captureScreenshot", {"format": "png"})
+    target = Path(os.environ.get(SCREENSHOT_DIR_ENV) or tmp_path)
+    target.mkdir(parents=True, exist_ok=True)
+    png = target / "report-six-backends-1400px.png"
+    png.write_bytes(base64.b64decode(shot["data"]))
+    assert image.imread(png).shape[:2] == (HEIGHT, WIDTH)
