@@ -25,7 +25,7 @@ from reports.stability import LOAD_PER_CPU_LIMIT, MIN_ROUNDS, REL_IQR_LIMIT
 from reports.stats import BASELINE_BACKEND, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from reports.tables import pooled
 from reports.template import CSP, CSS, TEMPLATE
-from reports.verdicts import VERDICT_BATCH, failures, other_skips, verdicts
+from reports.verdicts import VERDICT_BATCH, Verdict, failures, other_skips, verdicts
 
 MAX_FAILURES = 50
 
@@ -89,7 +89,7 @@ def _context(data: ReportData, links: dict[str, str]) -> dict[str, Any]:
     return context
 
 
-def _verdict_row(verdict: Any) -> dict[str, Any]:
+def _verdict_row(verdict: Verdict) -> dict[str, Any]:
     several_devices = len({speed.device for speed in verdict.speeds}) > 1
     return {
         "label": verdict.label,

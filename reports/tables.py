@@ -3,7 +3,14 @@
 Column names carry their units (``median_s``, ``samples_per_s``); these frames are what
 ``results.csv`` and ``conformance.csv`` hold, and every other table is derived from them.
 The benchmark frame also holds ``timings``, the raw per-round times in seconds as a NumPy
-array, which the statistics need and the CSV leaves out. In the CSV, a text cell that starts
+array, which the statistics need and the CSV leaves out.
+
+Beyond what the records hold: ``results.csv`` has each benchmark's stability (``rel_iqr``,
+``rounds``, ``load_start``/``load_end`` when recorded, and ``unstable``, the reasons in words;
+see :mod:`reports.stability`), and ``conformance.csv`` has ``max_ulp``/``ulp_limit`` for ULP
+measurements (never under ``max_rel_error``/``rtol``), ``tolerance_source`` (default,
+override or known deviation) and ``tolerance_factor``, an override's ratio to the default
+(see :mod:`reports.records`). In the CSV, a text cell that starts
 like a formula (``=``, ``+``, ``-``, ``@``, tab, CR) is prefixed with ``'``, so a spreadsheet
 shows it instead of running it.
 """

@@ -24,6 +24,7 @@ from reports.records import FAILING, first_line, reproduce_command, skipped_capa
 from reports.stats import BASELINE_BACKEND
 
 VERDICT_BATCH = 64
+COUNT_ORDER = ("passed", "failed", "error", "crashed", "xfailed", "xpassed", "skipped")
 PHASE_NAMES = {"forward": "forward", "train_step": "train step"}
 
 
@@ -238,8 +239,9 @@ def other_skips(conf: pd.DataFrame) -> list[tuple[str, str, int]]:
 
 def verdict_line(verdict: Verdict) -> str:
     """One plain-text line: verdict; capabilities not declared; speed against eager; worst headroom."""
-    status = verdict.status + (f" ({verdict.qualifiers})" if verdict.qualifiers else "")
-    parts = [f"{verdict.label}: {status}"]
+    counts = ", ".join(f"{verdict.counts[o]} {o}" for o in COUNT_ORDER if verdict.counts.get(o))
+    details = "; ".join(part for part in (counts, verdict.qualifiers) if part)
+    parts = [f"{verdict.label}: {verdict.status}" + (f" ({details})" if details else "")]
     if verdict.undeclared_sentence:
         parts.append(verdict.undeclared_sentence[0].lower() + verdict.undeclared_sentence[1:-1])
     if verdict.baseline:

@@ -368,12 +368,15 @@ def test_end_of_run_lines_give_each_backend_its_verdict_in_the_order_asked() -> 
         "absent"
     ]
     by = {line.split(":")[0].strip(): line for line in lines}
-    assert by["eager"].startswith("  eager: conforms; the speed baseline at batch 64")
+    assert by["eager"].startswith("  eager: conforms (31 passed, 1 skipped); the speed baseline at batch 64")
     assert "does not declare activations, backward, init, losses or train_step (21 checks skipped)" in by["onnx"]
     assert "vs eager at batch 64: forward 1.25× [1.24, 1.26] faster" in by["onnx"]
     assert "forward 1.00× [0.967, 1.04] no clear difference" in by["mlx"]
-    assert by["numpy"].startswith("  numpy: 2 failures;") and "worst headroom 0.0140" in by["numpy"]
-    assert by["compile"].startswith("  compile: conforms (2 under a widened tolerance, 2 known deviations);")
+    assert by["numpy"].startswith("  numpy: 2 failures (29 passed, 1 failed, 1 crashed, 1 skipped);")
+    assert "worst headroom 0.0140 (gradients float32-batch7)" in by["numpy"]
+    assert by["compile"].startswith(
+        "  compile: conforms (25 passed, 2 xfailed, 5 skipped; 2 under a widened tolerance, 2 known deviations);"
+    )
     assert by["absent"] == "  absent: no conformance results"
 
 
@@ -381,6 +384,6 @@ def test_a_verdict_line_flags_an_unstable_baseline_and_an_unstable_backend() -> 
     speed = Speed("forward", "cpu", 2.0, 1.5, 2.5, "faster", "only 6 rounds were timed", "its rounds spread by 50%")
     verdict = Verdict("compile", "", {"passed": 3}, [], 0, 0, 0, speeds=[speed])
     assert verdict_line(verdict) == (
-        "compile: conforms; vs eager at batch 64: forward 2.00× [1.50, 2.50] faster"
+        "compile: conforms (3 passed); vs eager at batch 64: forward 2.00× [1.50, 2.50] faster"
         " (eager baseline UNSTABLE) (UNSTABLE)"
     )
