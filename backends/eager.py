@@ -239,7 +239,9 @@ class EagerBackend:
     them in, so a call does not pay for constructing and initialising a module.
 
     To test one change inside the Net ("eager with one change"), subclass and override an
-    extension point; every contract method and the benchmark fast path follow it:
+    extension point; the network's contract methods (forward, intermediates, gradients,
+    train_step, init) and the benchmark fast path follow it (``activation()`` and
+    ``activation_grad()`` test torch's own elementwise functions, not ``Net.act``):
 
     - ``net_class``: a :class:`Net` subclass overriding ``conv``, ``act``, ``pool``,
       ``flatten``, ``linear`` or ``logits`` (see ``docs/example-eager-variant/``);

@@ -11,9 +11,11 @@ Every operation takes the canonical currency and returns it:
 
 - parameters are ``dict[str, numpy.ndarray]`` keyed by :meth:`NetSpec.parameter_shapes`
   names (``conv1.weight`` OIHW, ``fc1.weight`` as (out, in), ...);
-- inputs are NumPy arrays (N, C, H, W) of the requested dtype; outputs are NumPy arrays of
-  that same dtype, back on the host;
-- ``device`` is ``"cpu"`` or ``"cuda"``, ``dtype`` is ``"float32"`` or ``"float64"``.
+- inputs are NumPy arrays (N, C, H, W); outputs are NumPy arrays back on the host, in the
+  precision's storage dtype: float64 for ``float64``, float32 for every other precision
+  (bfloat16 and float16 values travel as float32 values that hold them exactly);
+- ``device`` is ``"cpu"`` or ``"cuda"``; ``dtype`` is a precision: ``"float64"``,
+  ``"float32"``, ``"tf32"``, ``"bfloat16"`` or ``"float16"`` (:mod:`harness.precision`).
 
 Optional operations, by capability:
 

@@ -7,6 +7,7 @@ and a failure ends with the command that reproduces it.
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,8 +69,20 @@ class Checker:
         raise ConformanceError(f"{message}\n  reproduce: {self.reproduce()}")
 
     def reproduce(self) -> str:
-        return reproduce_command(self.request.node.nodeid, self.backend_name, self.state)
+        return reproduce_command(self.request.node.nodeid, self.backend_name, self.state, self.request.node.path)
 
 
-def reproduce_command(nodeid: str, backend: str, state: Any) -> str:
-    return f"pytest '{nodeid}' --backend={backend} --device={state.device} --seed={state.seed}"
+def reproduce_command(nodeid: str, backend: str, state: Any, path: Any = None) -> str:
+    """The command that reruns one test; the installed suite is named by module when run from elsewhere."""
+    options = f"--backend={backend} --device={state.device} --seed={state.seed}"
+    if path is not None and not nodeid.startswith("suites/"):
+        from harness.locations import SUITES_PACKAGE, suites_dir
+
+        try:
+            inside = Path(path).resolve().parent == suites_dir()
+        except Exception:  # an uninstalled suite: the node id is all there is
+            inside = False
+        if inside:
+            test = nodeid.partition("::")[2]
+            return f"pytest --pyargs '{SUITES_PACKAGE}.{Path(path).stem}::{test}' {options}"
+    return f"pytest '{nodeid}' {options}"

@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -80,6 +81,11 @@ def move_aside_previous(out: Path) -> bool:
 def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
     registry = load_backends()
     selected = registry.select([args.backend], strict=args.strict_backends)
+    for failure in registry.failures:
+        print(f"netharness: {failure}", file=sys.stderr, flush=True)
+    if not selected:
+        causes = "; ".join(str(f) for f in registry.failures)
+        raise UsageError(f"no backend to run: every selected plugin failed to load: {causes}")
     if args.device == "cuda":
         from harness.session import cuda_present
 
@@ -100,7 +106,8 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
                     commit=git_commit(),
                 ),
             )
-        common = [f"--device={args.device}", f"--seed={args.seed}", "-p", "no:cacheprovider"]
+        # --timeout: the checkout's pyproject sets it, a user's project may not.
+        common = [f"--device={args.device}", f"--seed={args.seed}", "-p", "no:cacheprovider", "--timeout=300"]
         if args.strict_backends:
             common.append("--strict-backends")
         env = {"NETHARNESS_ARTIFACTS": str((out / "artifacts").resolve())}

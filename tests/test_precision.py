@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from harness import NetSpec
+from harness.manager import BUILTIN_PLUGINS
 from harness.precision import PRECISIONS, backward_bound, diagnose, forward_bound, forward_lengths, gamma
 from harness.tolerances import default_tolerance
 
@@ -114,7 +115,7 @@ def test_a_backend_computing_coarser_than_it_declares_fails_and_the_message_name
 
     install_plugin(fake_site, "secret-coarse", "secret_coarse", textwrap.dedent(SECRETLY_COARSE))
     monkeypatch.setenv("PYTHONPATH", str(fake_site))
-    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", "eager,compile,numpy,onnx")
+    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
     result = pytester.runpytest_subprocess(
         str(ROOT / "suites" / "test_forward_values.py"),
         "--backend=secret-bf16,secret-tf32",
@@ -160,7 +161,7 @@ def test_a_backend_one_precision_lower_than_it_declares_fails(
 
     install_plugin(fake_site, "lying-precision", "lying_precision", textwrap.dedent(ONE_PRECISION_LOWER))
     monkeypatch.setenv("PYTHONPATH", str(fake_site))
-    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", "eager,compile,numpy,onnx")
+    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
     result = pytester.runpytest_subprocess(
         str(ROOT / "suites" / "test_forward_values.py"),
         "-k",

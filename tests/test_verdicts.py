@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
+from harness.manager import BUILTIN_PLUGINS
 from harness.supervisor import run_step
 from tests.conftest import install_plugin
 
-BUILTINS_OFF = "eager,compile,numpy,onnx"
+BUILTINS_OFF = ",".join(BUILTIN_PLUGINS)
 
 PLUGIN = """
 import ctypes, os
