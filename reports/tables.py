@@ -57,6 +57,7 @@ RESULTS_COLUMNS = [
     "gflops_per_s",
     "peak_fraction",
     "peak_gflops_per_s",
+    "peak_method",
     "peak_memory_bytes",
     "peak_memory_method",
     "max_abs_error",
@@ -147,7 +148,9 @@ def benchmark_frame(results: Results) -> pd.DataFrame:
                     "samples_per_s": samples_per_s,
                     "gflops_per_s": _number(extra.get("gflops_per_s")),
                     "peak_fraction": _number(extra.get("peak_fraction")),
-                    "peak_gflops_per_s": peak,
+                    # The peak of the device that ran it, where the benchmark recorded one (issue 10).
+                    "peak_gflops_per_s": _number(extra.get("peak_gflops_per_s", peak)),
+                    "peak_method": str(extra.get("peak_method") or ""),
                     "peak_memory_bytes": _integer(extra.get("peak_memory_bytes")),
                     "peak_memory_method": str(extra.get("peak_memory_method") or ""),
                     "max_abs_error": _number(extra.get("max_abs_error")),
@@ -225,7 +228,7 @@ def pooled(bench: pd.DataFrame) -> pd.DataFrame:
     numbers = [c for c in RESULTS_COLUMNS if c.endswith(("_s", "_bytes", "_fraction")) and c in bench]
     grouped = bench.groupby(BENCHMARK_KEY, dropna=False, sort=True)
     frame = grouped[numbers].median()
-    for column in ("setup_kind", "artifact", "source", "commit", "peak_memory_method"):
+    for column in ("setup_kind", "artifact", "source", "commit", "peak_memory_method", "peak_method"):
         frame[column] = grouped[column].last()
     frame["timings"] = grouped["timings"].agg(lambda arrays: np.concatenate(list(arrays)))
     frame["rounds"] = grouped["rounds"].sum()

@@ -59,7 +59,7 @@ figcaption { color: #555; font-size: 0.9em; }
 .slower { background: #f8c9c9; }
 .unclear { background: #f3f3f5; }
 td.unstable, .warning { color: #7a5b00; }
-span.speed { display: inline-block; padding: 0 0.3em; border-radius: 3px; margin: 0.05em 0; }
+span.speed { display: table; padding: 0 0.3em; border-radius: 3px; margin: 0.1em 0; }
 code { background: #f3f3f5; padding: 0 0.2em; overflow-wrap: anywhere; }
 details { margin: 0.6em 0; }
 """
@@ -108,8 +108,8 @@ so some checks are missing. Every record present is reported.
 <td>{{ v.undeclared or "none" }}</td>
 <td>{% if v.baseline %}the baseline{% endif %}
 {%- for s in v.speeds %}<span class="speed {{ s.state }}">{{ s.text }} · {{ s.verdict }}</span>
-{%- for w in s.warnings %}<small class="warning">⚠ {{ w }}</small>{% endfor %}
-{%- if not loop.last %}<br>{% endif %}{% endfor %}
+{%- for flag, why in s.warnings %}<small class="warning" title="{{ why }}">⚠ {{ flag }}</small>{% endfor %}
+{%- endfor %}
 {%- if not v.speeds and not v.baseline %}—{% endif %}</td>
 <td>{{ v.headroom or "—" }}</td>
 </tr>{% endfor %}</tbody></table>
@@ -225,7 +225,7 @@ result{{ "s" if unstable | length != 1 }}.</strong>
 <h3 id="setup">Compile and export times</h3>
 <div class="scroll">{{ table(setup_table) }}</div>
 <h3 id="peak">Share of machine peak</h3>
-<p class="note">Percent of the machine's peak (a large float32 matmul timed once per run: {{ peaks }}).</p>
+<p class="note">Percent of the float32 peak of the device that ran each benchmark (a large matmul: {{ peaks }}).</p>
 <div class="scroll">{{ table(peak_table) }}</div>
 {% else %}
 <p class="note" id="no-benchmarks">No benchmark results were given.</p>

@@ -48,12 +48,13 @@ class Speed:
             f" {bounds}" if bounds else ""
         )
 
-    def warnings(self) -> list[str]:
+    def warnings(self) -> list[tuple[str, str]]:
+        """(flag, why) for an unstable baseline and an unstable backend timing."""
         found = []
         if self.baseline_unstable:
-            found.append(f"{BASELINE_BACKEND} baseline unstable: {self.baseline_unstable}")
+            found.append((f"{BASELINE_BACKEND} baseline unstable", self.baseline_unstable))
         if self.unstable:
-            found.append(f"unstable: {self.unstable}")
+            found.append(("unstable", self.unstable))
         return found
 
 

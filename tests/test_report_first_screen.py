@@ -11,6 +11,7 @@ and mlx is level with eager within noise.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from html.parser import HTMLParser
@@ -387,3 +388,28 @@ def test_a_verdict_line_flags_an_unstable_baseline_and_an_unstable_backend() -> 
         "compile: conforms (3 passed); vs eager at batch 64: forward 2.00× [1.50, 2.50] faster"
         " (eager baseline UNSTABLE) (UNSTABLE)"
     )
+
+
+def test_every_speedup_from_the_unstable_baseline_says_so_in_the_page(out: Path) -> None:
+    html = (out / "report.html").read_text(encoding="utf-8")
+    table = html[html.index('<table id="speedup-table"') :].split("</table>")[0]
+    rows = [row for row in table.split("<tr>")[2:] if "<td" in row]
+    flagged = [row for row in rows if "⚠ eager baseline unstable: its rounds spread by" in row]
+    forward_batch1 = [row for row in rows if ">forward<" in row and re.search(r">1</td>", row)]
+    assert len(forward_batch1) == 5 and flagged == forward_batch1
+
+
+def test_the_share_of_peak_is_of_the_device_that_ran_the_benchmark(tmp_path: Path) -> None:
+    document = json.loads((FIXTURES / "bench_vm2.json").read_text())
+    for bench in document["benchmarks"]:
+        bench["extra_info"].update(peak_gflops_per_s=51_234.5678, peak_method="float32 matmul on cuda, best of 5")
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(document))
+    target = tmp_path / "out"
+    assert main(["report", str(path), "--out", str(target)]) == 0
+    frame = pd.read_csv(target / "results.csv")
+    assert set(frame["peak_gflops_per_s"]) == {51_234.5678} and set(frame["peak_method"]) == {
+        "float32 matmul on cuda, best of 5"
+    }
+    html = (target / "report.html").read_text(encoding="utf-8")
+    assert "vm2 cpu: 51,200 GFLOP/s (float32 matmul on cuda, best of 5)" in html
