@@ -159,7 +159,11 @@ def _cell(records: pd.DataFrame | None, column: Column, check: str, notes: _Foot
         if len(overridden):
             notes_line.append("widened tolerance")
         headroom = ran["headroom"].min()
-        if not pd.isna(headroom):
+        ulps = ran.dropna(subset=["max_ulp"])
+        if not ulps.empty:  # ULP checks say how many ULPs, of how many allowed
+            worst = ulps.loc[ulps["max_ulp"].idxmax()]
+            notes_line.append(f"{sig(worst['max_ulp'])} ulp of {sig(worst['ulp_limit'])}")
+        elif not pd.isna(headroom):
             notes_line.append("exact" if math.isinf(headroom) else f"headroom {sig(headroom)}")
     if skipped:
         notes_line.append(f"{skipped} skipped")

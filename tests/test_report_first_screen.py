@@ -148,6 +148,8 @@ def test_matrix_has_checks_as_rows_grouped_by_family_and_backends_as_columns(out
     cells = re.findall(r'<td class="cell-(\w+)"', row)
     assert cells == ["override", "passed", "passed", "passed", "passed", "failed"]
     assert "1/2 failed" in row and "†1" in row
+    activations = matrix[matrix.index('<th class="check">activation_values</th>') :].split("</tr>")[0]
+    assert "6.50 ulp of 8.00" in activations and "3.00 ulp of 8.00" in activations  # mlx, and the others
     undeclared = matrix[matrix.index('<th class="check">loss_values</th>') :].split("</tr>")[0]
     assert re.findall(r'<td class="cell-(\w+)"', undeclared)[4:] == ["undeclared", "undeclared"]
 
