@@ -49,6 +49,7 @@ def compare(what: str, actual: np.ndarray, expected: np.ndarray, tolerance: Tole
         atol=tolerance.atol,
         headroom=(1.0 / worst) if worst > 0 else np.inf,
         tolerance_reason=tolerance.reason,
+        tolerance_source=tolerance.source,
         mismatched=int(bad.sum()),
         total=int(diff.size),
     )

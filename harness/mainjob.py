@@ -16,11 +16,9 @@ import os
 import shutil
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from harness.errors import UsageError
 from harness.manager import load_backends
@@ -173,7 +171,11 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
 
         inputs = [str(p) for p in (conformance, out / "benchmarks.json") if p.exists()]
         cmd_report(argparse.Namespace(results=inputs, out=str(out)))
-        print_verdict(conformance, out / "benchmarks.json", selected, problems)
+        from reports.verdicts import end_of_run_lines
+
+        print("netharness: verdict", flush=True)
+        for line in end_of_run_lines([conformance, out / "benchmarks.json"], selected):
+            print(f"  {line}", flush=True)
         if had_previous:
             if status == 0 or (status == 1 and not interrupted):
                 shutil.rmtree(out / PREVIOUS, ignore_errors=True)
@@ -215,42 +217,3 @@ def merge_benchmarks(parts: list[Path], target: Path) -> None:
     tmp = target.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(merged), encoding="utf-8")
     tmp.replace(target)
-
-
-def print_verdict(conformance: Path, benchmarks: Path, selected: list[str], problems: list[str]) -> None:
-    """One line per backend: conformance counts and forward speed against eager at batch 64."""
-    counts: dict[str, Counter[str]] = {name: Counter() for name in selected}
-    for line in conformance.read_text(encoding="utf-8").splitlines():
-        try:
-            record: dict[str, Any] = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("kind") == "check" and record.get("backend") in counts:
-            counts[record["backend"]][record.get("outcome", "")] += 1
-    medians = _forward_medians_at_64(benchmarks)
-    print("netharness: verdict", flush=True)
-    for name in selected:
-        c = counts[name]
-        bad = c["failed"] + c["error"] + c["crashed"] + c["xpassed"]
-        verdict = "conforms" if bad == 0 and sum(c.values()) > c["skipped"] else f"{bad} failing"
-        if sum(c.values()) == c["skipped"]:
-            verdict = "ran no check"
-        speed = ""
-        if name in medians and "eager" in medians:
-            speed = f"; forward at batch 64: {medians['eager'] / medians[name]:.2f}x eager's speed"
-        kinds = ("passed", "failed", "error", "crashed", "xfailed", "xpassed", "skipped")
-        parts = [f"{c[k]} {k}" for k in kinds if c[k]]
-        print(f"  {name}: {verdict} ({', '.join(parts) or 'no records'}){speed}", flush=True)
-
-
-def _forward_medians_at_64(path: Path) -> dict[str, float]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    medians = {}
-    for bench in document.get("benchmarks", []):
-        info, stats = bench.get("extra_info", {}), bench.get("stats") or {}
-        if info.get("phase") == "forward" and info.get("batch") == 64 and stats.get("median"):
-            medians[str(info.get("backend"))] = float(stats["median"])
-    return medians

@@ -33,6 +33,8 @@ class Measurement:
     tolerance_reason: str = "default"
     mismatched: int = 0
     total: int = 0
+    tolerance_source: str = "default"
+    """``override`` when a backend's hook widened the tolerance of this comparison."""
 
 
 @dataclass
@@ -60,6 +62,10 @@ class CheckRecord:
             atol=worst.atol if worst else None,
             headroom=worst.headroom if worst else None,
             tolerance_reason=worst.tolerance_reason if worst else "",
+            # A check passes "under an override" if any of its comparisons needed one.
+            tolerance_source=(
+                "override" if any(m.tolerance_source == "override" for m in self.measurements) else "default"
+            ),
         )
         return record
 

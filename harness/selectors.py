@@ -83,7 +83,7 @@ def merged_tolerance(
         rtol, atol = max(rtol, override.rtol), max(atol, override.atol)
     if not reasons:
         return default
-    return Tolerance(rtol, atol, "; ".join(reasons))
+    return Tolerance(rtol, atol, "; ".join(reasons), source="override")
 
 
 def validate(declaration: ToleranceOverride | KnownDeviation, backend: str, hook: str) -> None:

@@ -29,6 +29,8 @@ class Tolerance:
     rtol: float
     atol: float
     reason: str = "default"
+    source: str = "default"
+    """``default`` (derived), or ``override`` (widened by a backend's hook)."""
 
     def __str__(self) -> str:
         return f"rtol={self.rtol:.3g}, atol={self.atol:.3g}*max|expected| ({self.reason})"

@@ -49,13 +49,17 @@ def is_ulp_note(tolerance_reason: Any) -> bool:
     return isinstance(tolerance_reason, str) and bool(_ULP_NOTE.fullmatch(tolerance_reason))
 
 
-def tolerance_source(outcome: str, tolerance_reason: Any) -> str:
+def tolerance_source(outcome: str, tolerance_reason: Any, recorded: Any = None) -> str:
+    """``known deviation``, ``override`` or ``default``; ``recorded`` is the record's own
+    ``tolerance_source`` (written since 0.2), else the reason text decides (older files)."""
     if outcome in KNOWN_DEVIATION:
         return "known deviation"
+    if recorded in ("default", "override"):
+        return str(recorded)
     reason = tolerance_reason if isinstance(tolerance_reason, str) else ""
     if not reason:
         return ""
-    if reason == "default" or is_ulp_note(reason):
+    if reason.startswith("default") or is_ulp_note(reason):
         return "default"
     return "override"
 
@@ -97,7 +101,10 @@ def _config_mapping(config: str) -> dict[str, Any]:
 def add_tolerance_columns(conf: pd.DataFrame) -> pd.DataFrame:
     """``conf`` with ``max_ulp``/``ulp_limit`` split out, and ``tolerance_source``/``tolerance_factor`` added."""
     conf = split_ulps(conf)
-    conf["tolerance_source"] = [tolerance_source(str(o), r) for o, r in zip(conf["outcome"], conf["tolerance_reason"])]
+    recorded = conf["recorded_source"] if "recorded_source" in conf else [None] * len(conf)
+    conf["tolerance_source"] = [
+        tolerance_source(str(o), r, s) for o, r, s in zip(conf["outcome"], conf["tolerance_reason"], recorded)
+    ]
     conf["tolerance_factor"] = [
         tolerance_factor(str(row.check), str(row.dtype), str(row.config), float(row.rtol), float(row.atol))
         if row.tolerance_source == "override"

@@ -179,10 +179,11 @@ def conformance_frame(results: Results) -> pd.DataFrame:
                     "machine": run.machine,
                     "commit": run.commit,
                     **{column: check.get(column) for column in RECORD_COLUMNS},
+                    "recorded_source": check.get("tolerance_source"),
                     "source": str(run.path),
                 }
             )
-    frame = pd.DataFrame(rows, columns=["machine", "commit", *RECORD_COLUMNS, "source"])
+    frame = pd.DataFrame(rows, columns=["machine", "commit", *RECORD_COLUMNS, "recorded_source", "source"])
     for column in ("max_abs_error", "max_rel_error", "rtol", "atol", "headroom", "duration_s"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
