@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "compile": "backends.compiled",
     "numpy": "backends.numpy_backend",
     "onnx": "backends.onnx_backend",
+    "jax": "backends.jax_backend",
 }
 
 
