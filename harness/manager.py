@@ -30,6 +30,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "numpy": "backends.numpy_backend",
     "onnx": "backends.onnx_backend",
     "jax": "backends.jax_backend",
+    "openvino": "backends.openvino_backend",
 }
 
 
