@@ -3,8 +3,26 @@
 What is compiled: ``Net.forward`` (forward, gradients, train_step) and ``Net.forward_layers``
 (intermediates), both with ``fullgraph=True`` so nothing silently falls back to eager.
 Gradients are autograd through the compiled module (AOTAutograd compiles the backward graph
-too); the loss on the compiled logits and the SGD update (``torch.optim.SGD`` on the
-compiled module's parameters) run eagerly.
+too); the loss on the compiled logits and the SGD update (``p -= lr * grad`` with
+``torch._foreach_add_``, as eager does) run eagerly.
+
+Max-pool backward is ATen's. Where gradients are needed (gradients, train_step and the
+benchmark fast path) the Net is a :class:`TrainingNet`, whose pooling is an autograd
+function: its forward is ``aten.max_pool2d_with_indices``, which inductor lowers and fuses
+with the ReLU before it, and its backward is the custom op ``netharness::max_pool2d_backward``,
+ATen's kernel called as one opaque op. Inductor's own lowering of that backward made
+compile's train step 1.35-1.5x slower than eager's on CPU (torch 2.13, profiled on a
+2-core machine, one thread, batch 64: one fused kernel that recomputes the pooling window
+and gathers the gradient, 16 ms a step against ATen's 3 ms).
+
+Why the train step is not faster than eager's on CPU (measured with ``torch.profiler``,
+one thread, batch 64, per step): the two convolutions' forward (~8 ms) and backward
+(~15 ms) and the pooling forward are the same oneDNN/ATen kernels in both, about 80% of the
+step; inductor can fuse only the ReLUs into the pooling and the ReLU backward into its
+neighbours (~2-3 ms of memory passes), and it adds ~0.6 ms of guards, AOTAutograd wrappers
+and layout copies around the graph. So it reaches parity at best: 0.96x eager's CPU time at
+batch 64, 1.01x at 256, 1.18x at batch 1 where the fixed overhead dominates (see the README
+for the current numbers).
 
 Declared: forward, intermediates, backward and train_step, in float32, the dtype
 ``torch.compile`` is used for. Not declared: ``init`` (compiled random number generation
@@ -17,10 +35,11 @@ Layout and dtype policy: as in ``eager`` (canonical names, NCHW, float32, the pa
 live in the module on the device); results are copied back to NumPy.
 
 Compiled-module cache. A session-wide cache holds one compiled Net per
-(spec, device, dtype, mode), mode being the operation (``forward``, ``intermediates``,
-``gradients``, ``train_step``: they differ in grad mode and in whether the input needs a
-gradient, so each is its own graph anyway). Every call copies the parameters into the
-cached module's tensors (``copy_`` under ``no_grad``) instead of building a new Net.
+(spec, device, dtype, mode, compile mode), mode being the operation (``forward``,
+``intermediates``, ``gradients``, ``train_step``: they differ in grad mode and in whether
+the input needs a gradient, so each is its own graph anyway). Every call copies the
+parameters into the cached module's tensors (``copy_`` under ``no_grad``) instead of
+building a new Net.
 
 Batch size. The modules are compiled with ``dynamic=False`` and the batch dimension of each
 input is marked dynamic (``torch._dynamo.mark_dynamic(x, 0)``): only the batch is symbolic,
@@ -33,6 +52,14 @@ measured on a 2-core machine with torch 2.13). Within a range, no batch size rec
 Compile time. The wall time of every call that compiled a graph is kept in
 :data:`COMPILE_TIMES` (also ``backend.compile_times``), keyed by spec, device, dtype, mode
 and the batch that triggered it; steady-state calls are not in it.
+
+CUDA graphs. ``compile-cudagraphs`` is the same backend compiled with
+``mode="reduce-overhead"``: inductor records each graph as a CUDA graph and replays it, so
+a small batch pays one launch instead of one per kernel. It runs on cuda only, and is
+registered only where torch sees a CUDA device with Triton: on a machine without one it
+could never run, and ``--backend=all --strict-backends`` would fail on it. Each call starts
+a new CUDA-graph step (``torch.compiler.cudagraph_mark_step_begin``), and outputs are
+copied to the host before the next call reuses their memory.
 
 Dynamo keeps one code cache per code object (``Net.forward``), shared by every spec, dtype
 and mode, so its recompile limit is raised to :data:`RECOMPILE_LIMIT` and hitting it is an
@@ -55,15 +82,18 @@ import numpy as np
 
 from backends.eager import Net, build_net, loss_target, to_numpy, to_tensor, torch, torch_dtype, torch_loss
 from harness import Availability, Capability, NetSpec, PluginError, hookimpl
-from harness.spec import check_dtype
+from harness.spec import SEED_SPEC, check_dtype
 
 RECOMPILE_LIMIT = 256
 MODES = ("forward", "intermediates", "gradients", "train_step")
+TRAINING_MODES = ("gradients", "train_step")
+COMPILE_MODES = {"compile": "default", "compile-cudagraphs": "reduce-overhead"}
+"""Each backend's name and the ``torch.compile`` mode it compiles with."""
 
 COMPILE_TIMES: dict[str, float] = {}
 """Seconds of each call that compiled a graph, keyed ``"<spec> [<device> <dtype> <mode>, batch N]"``."""
 
-_CACHE: dict[tuple[NetSpec, str, str, str], CompiledNet] = {}
+_CACHE: dict[tuple[NetSpec, str, str, str, str], CompiledNet] = {}
 
 
 # -- availability: the C++ compiler inductor runs -----------------------------------------
@@ -163,32 +193,96 @@ def timed_compiled_call(fn: Callable[..., Any], args: tuple[Any, ...], label: st
     return out
 
 
+def define_max_pool2d_backward() -> None:
+    """Define ``netharness::max_pool2d_backward``, ATen's max-pool backward as one op that inductor calls, never lowers.
+
+    Once per process, before any tracing (dynamo cannot trace a definition).
+    """
+    try:
+        torch.ops.netharness.max_pool2d_backward  # noqa: B018
+        return
+    except (AttributeError, RuntimeError):  # not defined yet in this process
+        pass
+
+    @torch.library.custom_op("netharness::max_pool2d_backward", mutates_args=())
+    def max_pool2d_backward(grad: torch.Tensor, x: torch.Tensor, indices: torch.Tensor, window: int) -> torch.Tensor:
+        size = [window, window]
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, size, size, [0, 0], [1, 1], False, indices)
+
+    @max_pool2d_backward.register_fake  # type: ignore[misc]
+    def _(grad: torch.Tensor, x: torch.Tensor, indices: torch.Tensor, window: int) -> torch.Tensor:
+        return torch.empty_like(x)  # ATen's result takes the input's memory format
+
+
+class _PoolWithAtenBackward(torch.autograd.Function):  # type: ignore[misc,name-defined]
+    """Max pooling whose forward inductor lowers and whose backward is ATen's (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, window: int) -> torch.Tensor:
+        out, indices = torch.ops.aten.max_pool2d_with_indices(x, [window, window], [window, window])
+        ctx.save_for_backward(x, indices)
+        ctx.window = window
+        return out  # type: ignore[no-any-return]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x, indices = ctx.saved_tensors
+        return torch.ops.netharness.max_pool2d_backward(grad, x, indices, ctx.window), None
+
+
+class TrainingNet(Net):
+    """The eager Net with ATen's max-pool backward, for every compiled graph that needs gradients."""
+
+    def __init__(self, spec: NetSpec = SEED_SPEC) -> None:
+        super().__init__(spec)
+        define_max_pool2d_backward()
+
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        return _PoolWithAtenBackward.apply(x, window)  # type: ignore[no-any-return]
+
+
 class CompiledNet:
     """A Net and its compiled forward (and forward_layers), with the batch marked dynamic."""
 
-    def __init__(self, net: Net, label: str, times: dict[str, float]) -> None:
+    def __init__(self, net: Net, label: str, times: dict[str, float], compile_mode: str = "default") -> None:
         _configure_torch_compile()
         self.net = net
         self.label = label
         self.times = times
-        self._forward = torch.compile(net, dynamic=False, fullgraph=True)
+        self.compile_mode = compile_mode
+        self._forward = torch.compile(net, dynamic=False, fullgraph=True, mode=compile_mode)
         self._layers: Callable[..., Any] | None = None
         self._tensors = dict(net.named_parameters())
 
     def load(self, params: dict[str, np.ndarray]) -> None:
         with torch.no_grad():
             for name, tensor in self._tensors.items():
-                tensor.copy_(torch.as_tensor(np.asarray(params[name])))
+                tensor.copy_(torch.as_tensor(np.array(params[name])))  # a copy: the caller's may be read-only
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         torch._dynamo.mark_dynamic(x, 0)
+        self.step_begin()
         return timed_compiled_call(self._forward, (x,), self._label(x), self.times)  # type: ignore[no-any-return]
 
     def layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self._layers is None:
-            self._layers = torch.compile(self.net.forward_layers, dynamic=False, fullgraph=True)
+            self._layers = torch.compile(self.net.forward_layers, dynamic=False, fullgraph=True, mode=self.compile_mode)
         torch._dynamo.mark_dynamic(x, 0)
+        self.step_begin()
         return timed_compiled_call(self._layers, (x,), self._label(x), self.times)  # type: ignore[no-any-return]
+
+    def step_begin(self) -> None:
+        """Under CUDA graphs, a new step: the previous call's outputs may be overwritten from here on."""
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+
+    def sgd_update(self, lr: float) -> None:
+        """p <- p - lr * dL/dp, after ``backward()``: one foreach kernel, as eager's update."""
+        params: list[torch.Tensor] = list(self._tensors.values())
+        grads: list[torch.Tensor] = [p.grad for p in params if p.grad is not None]
+        assert len(grads) == len(params), "backward() did not reach every parameter"
+        with torch.no_grad():
+            torch._foreach_add_(params, grads, alpha=-lr)
 
     def parameters_numpy(self) -> dict[str, np.ndarray]:
         # Copies: the cached module's tensors are overwritten by the next call.
@@ -198,14 +292,17 @@ class CompiledNet:
         return f"{self.label}, batch {x.shape[0]}]"
 
 
-def compiled_net(spec: NetSpec, device: str, dtype: str, mode: str) -> CompiledNet:
-    """The session-wide compiled Net for (spec, device, dtype, mode); built on first use."""
+def compiled_net(spec: NetSpec, device: str, dtype: str, mode: str, compile_mode: str = "default") -> CompiledNet:
+    """The session-wide compiled Net for (spec, device, dtype, mode, compile mode); built on first use."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {MODES}")
-    key = (spec, device, dtype, mode)
+    key = (spec, device, dtype, mode, compile_mode)
     if key not in _CACHE:
-        net = Net(spec).to(device=device, dtype=torch_dtype(dtype))
-        _CACHE[key] = CompiledNet(net, f"{spec.describe()} [{device} {dtype} {mode}", COMPILE_TIMES)
+        net = (TrainingNet if mode in TRAINING_MODES else Net)(spec).to(device=device, dtype=torch_dtype(dtype))
+        suffix = "" if compile_mode == "default" else f" {compile_mode}"
+        _CACHE[key] = CompiledNet(
+            net, f"{spec.describe()} [{device} {dtype} {mode}{suffix}", COMPILE_TIMES, compile_mode
+        )
     return _CACHE[key]
 
 
@@ -217,20 +314,21 @@ class PreparedCompiledNet:
 
     ``forward`` and ``train_step`` take device tensors (see ``to_device``; NumPy arrays are
     copied to the device first) and return device tensors without synchronising. ``train_step`` updates
-    this object's parameters in place. ``compile_seconds`` sums the calls that compiled;
+    this object's parameters in place. Both run one :class:`TrainingNet` (its forward under
+    ``no_grad`` is the forward graph ``compile`` uses everywhere). ``compile_seconds`` sums the calls that compiled;
     dynamo shares compiled graphs between Net instances, so it is near zero when the
     session already compiled the same spec, dtype and batch range.
     """
 
     setup_kind = "compile"
 
-    def __init__(self, spec: NetSpec, params: dict[str, np.ndarray], *, device: str, dtype: str) -> None:
+    def __init__(
+        self, spec: NetSpec, params: dict[str, np.ndarray], *, device: str, dtype: str, compile_mode: str = "default"
+    ) -> None:
         self.spec, self.device, self.dtype = spec, device, check_dtype(dtype)
         self.times: dict[str, float] = {}
-        self.compiled = CompiledNet(
-            build_net(spec, params, device, self.dtype), f"prepared {spec.describe()}", self.times
-        )
-        self.optimizer = torch.optim.SGD(self.compiled.net.parameters(), lr=0.0)
+        net = build_net(spec, params, device, self.dtype, TrainingNet)
+        self.compiled = CompiledNet(net, f"prepared {spec.describe()}", self.times, compile_mode)
 
     @property
     def compile_seconds(self) -> float:
@@ -257,12 +355,10 @@ class PreparedCompiledNet:
         x = self._input(x)
         if isinstance(target, np.ndarray):
             target = loss_target(loss, self.spec.check_target(loss, target, x.shape[0]), self.device, self.dtype)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
+        self.compiled.net.zero_grad(set_to_none=True)
         value = torch_loss(loss, self.compiled(x), target)
         value.backward()
-        self.optimizer.step()
+        self.compiled.sgd_update(lr)
         return value.detach()
 
     def parameters(self) -> dict[str, np.ndarray]:
@@ -285,9 +381,12 @@ class PreparedCompiledNet:
 
 
 class CompiledBackend:
-    """``torch.compile`` (inductor) of the eager Net; see the module docstring for the cache."""
+    """``torch.compile`` (inductor) of the eager Net; see the module docstring for the cache.
 
-    name = "compile"
+    ``CompiledBackend("reduce-overhead")`` is ``compile-cudagraphs``: the same, replayed as
+    CUDA graphs, on cuda only.
+    """
+
     capabilities = frozenset(
         {
             Capability.FORWARD,
@@ -298,21 +397,34 @@ class CompiledBackend:
     )
     dtypes = ("float32",)
 
-    def __init__(self) -> None:
-        self.version = f"torch {torch.__version__} inductor" if torch is not None else "torch missing"
+    def __init__(self, compile_mode: str = "default") -> None:
+        self.name = next(name for name, mode in COMPILE_MODES.items() if mode == compile_mode)
+        self.compile_mode = compile_mode
+        suffix = "" if compile_mode == "default" else f" {compile_mode}"
+        self.version = f"torch {torch.__version__} inductor{suffix}" if torch is not None else "torch missing"
         self.compile_times = COMPILE_TIMES
-        self.devices: tuple[str, ...] = ("cpu", "cuda") if torch is not None and _cuda_with_triton() else ("cpu",)
+        cuda = torch is not None and _cuda_with_triton()
+        if compile_mode == "reduce-overhead":
+            self.devices: tuple[str, ...] = ("cuda",) if cuda else ()
+        else:
+            self.devices = ("cpu", "cuda") if cuda else ("cpu",)
 
     def availability(self) -> Availability:
         if torch is None:
             return Availability.missing("torch cannot be imported")
+        if self.compile_mode == "reduce-overhead" and not _cuda_with_triton():
+            return Availability.missing(
+                "CUDA graphs (torch.compile mode='reduce-overhead') need a CUDA device with Triton;"
+                " torch sees none here (torch.cuda.is_available() is False or Triton is missing)"
+            )
         cxx, why = find_cxx()
         if cxx is None:
             return Availability.missing(f"inductor needs a C++ compiler: {why}")
         return Availability.ok()
 
     def prepare(self, spec: NetSpec, params: dict[str, np.ndarray], *, device: str, dtype: str) -> PreparedCompiledNet:
-        return PreparedCompiledNet(spec, spec.check_parameters(params), device=device, dtype=dtype)
+        params = spec.check_parameters(params)
+        return PreparedCompiledNet(spec, params, device=device, dtype=dtype, compile_mode=self.compile_mode)
 
     # -- forward ----------------------------------------------------------------------
 
@@ -367,10 +479,9 @@ class CompiledBackend:
     ) -> dict[str, np.ndarray]:
         spec.check_target(loss, target, spec.check_input(x).shape[0])
         module = self._loaded(spec, params, device, dtype, "train_step", x)
-        optimizer = torch.optim.SGD(module.net.parameters(), lr=lr)
-        optimizer.zero_grad(set_to_none=True)
+        module.net.zero_grad(set_to_none=True)
         torch_loss(loss, module(to_tensor(x, device, dtype)), loss_target(loss, target, device, dtype)).backward()
-        optimizer.step()
+        module.sgd_update(lr)
         return module.parameters_numpy()
 
     # -- helpers --------------------------------------------------------------------------
@@ -380,7 +491,7 @@ class CompiledBackend:
     ) -> CompiledNet:
         spec.check_input(x)
         spec.check_parameters(params)
-        module = compiled_net(spec, device, check_dtype(dtype), mode)
+        module = compiled_net(spec, device, check_dtype(dtype), mode, self.compile_mode)
         module.load(params)
         return module
 
@@ -400,4 +511,7 @@ def _cuda_with_triton() -> bool:
 
 @hookimpl
 def harness_backends() -> list[CompiledBackend]:
-    return [CompiledBackend()]
+    backends = [CompiledBackend()]
+    if torch is not None and _cuda_with_triton():  # registered only where it can run: see "CUDA graphs" above
+        backends.append(CompiledBackend("reduce-overhead"))
+    return backends
