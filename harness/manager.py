@@ -125,7 +125,16 @@ class HarnessPluginManager(pluggy.PluginManager):
             for ep in dist.entry_points:
                 if ep.group != ENTRY_POINT_GROUP or ep.name in disabled:
                     continue
-                if self.get_plugin(ep.name) is not None or self.is_blocked(ep.name):
+                if self.is_blocked(ep.name) or self.get_plugin(ep.name) is not None and ep.name not in BUILTIN_PLUGINS:
+                    continue  # the same distribution seen twice on sys.path
+                if ep.name in BUILTIN_PLUGINS:
+                    self.load_failures.append(
+                        PluginFailure(
+                            ep.name,
+                            f"entry point {ep.name!r} of {dist.metadata['Name']} has a built-in plugin's name;"
+                            " rename it in its [project.entry-points.\"netharness.backends\"] table",
+                        )
+                    )
                     continue
                 try:
                     plugin: Any = ep.load()

@@ -189,3 +189,16 @@ def test_a_backend_of_a_plugin_that_failed_to_load_is_named_with_the_cause() -> 
         message = str(caught.value)
         assert "unknown backend 'acme-gpu'" in message
         assert "plugin 'acme-plugins' failed: ModuleNotFoundError: No module named 'acme'" in message
+
+
+def test_an_entry_point_named_like_a_built_in_plugin_is_an_error_not_silently_skipped(
+    fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.manager import build_plugin_manager
+    from tests.conftest import install_plugin
+
+    install_plugin(fake_site, "shadow-numpy", "shadow_numpy", "raise RuntimeError('never imported')\n", "numpy")
+    monkeypatch.syspath_prepend(str(fake_site))
+    pm = build_plugin_manager(builtins=False)
+    (failure,) = [f for f in pm.load_failures if f.plugin == "numpy"]
+    assert "has a built-in plugin's name; rename it" in failure.cause and "shadow-numpy" in failure.cause
