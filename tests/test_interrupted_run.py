@@ -3,6 +3,12 @@
 The conformance suite runs in a pytest subprocess; once the results file holds a few check
 records it is stopped, with Ctrl-C (SIGINT) or killed outright (SIGKILL), and the report is
 built from what is left.
+
+The results file is the source of truth. pytest prints a test's outcome just *after* its
+record is written, so the printed outcomes may lag the records by one, and the signal lands
+wherever the child happens to be: every assertion here holds whatever the interleaving. No
+assertion waits on the wall clock either; a child that never gets there is ended by the
+per-test timeout (pyproject's 300 s), and the ``finally`` kills it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ def complete_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
+def check_count(records: list[dict[str, Any]]) -> int:
+    return sum(r["kind"] == "check" for r in records)
+
+
 def start_suite_and_stop(tmp_path: Path, stop: signal.Signals) -> tuple[int, str, list[dict[str, Any]]]:
     """Run the suite on eager, send ``stop`` once ENOUGH_CHECKS are recorded; the exit status and stdout."""
     results = tmp_path / "r.jsonl"
@@ -42,14 +52,12 @@ def start_suite_and_stop(tmp_path: Path, stop: signal.Signals) -> tuple[int, str
     with stdout.open("w") as out:
         process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 60
-            while sum(r["kind"] == "check" for r in complete_records(results)) < ENOUGH_CHECKS:
+            while check_count(complete_records(results)) < ENOUGH_CHECKS:
                 assert process.poll() is None, f"pytest ended before it was stopped:\n{stdout.read_text()}"
-                assert time.monotonic() < deadline, f"no {ENOUGH_CHECKS} checks in 60 s:\n{stdout.read_text()}"
                 time.sleep(0.05)
             seen = complete_records(results)
             process.send_signal(stop)
-            code = process.wait(timeout=60)
+            code = process.wait()
         finally:
             if process.poll() is None:
                 process.kill()
@@ -64,8 +72,16 @@ def check_file(results: Path, seen: list[dict[str, Any]]) -> list[dict[str, Any]
     records = [json.loads(line) for line in text.splitlines()]
     assert records[: len(seen)] == seen
     assert records[0]["kind"] == "run_start"
-    assert sum(r["kind"] == "check" for r in records) >= ENOUGH_CHECKS
+    assert check_count(records) >= ENOUGH_CHECKS
+    # One run: no second start, and nothing after an end (other kinds of record may sit between).
+    assert [r["kind"] for r in records].count("run_start") == 1
+    assert all(r["kind"] != "run_end" for r in records[:-1])
     return records
+
+
+def recorded_test_ids(records: list[dict[str, Any]]) -> list[str]:
+    """The tests with a check record, in file order, relative to suites/."""
+    return [r["test_id"].split("suites/", 1)[-1] for r in records if r["kind"] == "check"]
 
 
 def check_partial_report(tmp_path: Path) -> None:
@@ -74,7 +90,6 @@ def check_partial_report(tmp_path: Path) -> None:
         [str(NETHARNESS), "report", str(tmp_path / "r.jsonl"), "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -100,12 +115,13 @@ def test_ctrl_c_keeps_every_finished_check_and_marks_the_run_interrupted(tmp_pat
     assert code == pytest.ExitCode.INTERRUPTED, stdout
     records = check_file(tmp_path / "r.jsonl", seen)
     assert records[-1]["kind"] == "run_end" and records[-1]["interrupted"] is True, records[-1]
-    assert [r["kind"] for r in records[1:-1]] == ["check"] * (len(records) - 2)
-    # Every test pytest reported as finished has its record.
-    recorded = {r["test_id"].split("suites/", 1)[-1] for r in records if r["kind"] == "check"}
+    recorded = recorded_test_ids(records)
     finished = finished_test_ids(stdout)
-    assert len(finished) >= ENOUGH_CHECKS
-    assert finished <= recorded, sorted(finished - recorded)
+    # Every test pytest reported as finished has its record.
+    assert finished <= set(recorded), sorted(finished - set(recorded))
+    # And pytest exits cleanly on Ctrl-C, so every outcome it printed is in stdout: only the last
+    # record's can be missing (the signal may land between writing that record and printing it).
+    assert set(recorded[:-1]) <= finished, sorted(set(recorded[:-1]) - finished)
     check_partial_report(tmp_path)
 
 
@@ -115,6 +131,6 @@ def test_killed_run_keeps_every_finished_check_and_reports_partial(tmp_path: Pat
     records = check_file(tmp_path / "r.jsonl", seen)
     assert all(r["kind"] != "run_end" for r in records)
     # Records are written (and fsynced) before pytest prints an outcome, so even a kill loses none.
-    recorded = {r["test_id"].split("suites/", 1)[-1] for r in records if r["kind"] == "check"}
-    assert finished_test_ids(stdout) <= recorded
+    finished = finished_test_ids(stdout)
+    assert finished <= set(recorded_test_ids(records)), sorted(finished - set(recorded_test_ids(records)))
     check_partial_report(tmp_path)
