@@ -27,3 +27,22 @@ def install_plugin(site: Path, dist: str, module_name: str, source: str, entry_n
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[netharness.backends]\n{entry_name or module_name} = {module_name}\n")
+
+
+def run_suite_with_only(
+    pytester: pytest.Pytester,
+    fake_site: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    plugin_source: str,
+    suite_file: str,
+    *args: str,
+) -> pytest.RunResult:
+    """Run one suite file in a subprocess with ``plugin_source`` as the only plugin (built-ins disabled)."""
+    import textwrap
+
+    from harness.manager import BUILTIN_PLUGINS
+
+    install_plugin(fake_site, "only-plugin", "only_plugin", textwrap.dedent(plugin_source))
+    monkeypatch.setenv("PYTHONPATH", str(fake_site))
+    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
+    return pytester.runpytest_subprocess(str(ROOT / "suites" / suite_file), "-p", "no:cacheprovider", *args)

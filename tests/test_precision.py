@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from harness import NetSpec
-from harness.manager import BUILTIN_PLUGINS
 from harness.precision import PRECISIONS, backward_bound, diagnose, forward_bound, forward_lengths, gamma
 from harness.tolerances import default_tolerance
+from tests.conftest import run_suite_with_only
 
 
 def with_float16(values: np.ndarray) -> np.ndarray:
@@ -111,18 +110,15 @@ def test_a_backend_computing_coarser_than_it_declares_fails_and_the_message_name
     pytester: pytest.Pytester, fake_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("torch")
-    from tests.conftest import ROOT, install_plugin
-
-    install_plugin(fake_site, "secret-coarse", "secret_coarse", textwrap.dedent(SECRETLY_COARSE))
-    monkeypatch.setenv("PYTHONPATH", str(fake_site))
-    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
-    result = pytester.runpytest_subprocess(
-        str(ROOT / "suites" / "test_forward_values.py"),
+    result = run_suite_with_only(
+        pytester,
+        fake_site,
+        monkeypatch,
+        SECRETLY_COARSE,
+        "test_forward_values.py",
         "--backend=secret-bf16,secret-tf32",
         "-k",
         "test_forward_values and batch7",
-        "-p",
-        "no:cacheprovider",
     )
     assert result.ret == 1
     result.assert_outcomes(failed=2)
@@ -157,17 +153,14 @@ def test_a_backend_one_precision_lower_than_it_declares_fails(
     pytester: pytest.Pytester, fake_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("torch")
-    from tests.conftest import ROOT, install_plugin
-
-    install_plugin(fake_site, "lying-precision", "lying_precision", textwrap.dedent(ONE_PRECISION_LOWER))
-    monkeypatch.setenv("PYTHONPATH", str(fake_site))
-    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
-    result = pytester.runpytest_subprocess(
-        str(ROOT / "suites" / "test_forward_values.py"),
+    result = run_suite_with_only(
+        pytester,
+        fake_site,
+        monkeypatch,
+        ONE_PRECISION_LOWER,
+        "test_forward_values.py",
         "-k",
         "test_forward_values and (batch7 or batch64)",
-        "-p",
-        "no:cacheprovider",
     )
     result.assert_outcomes(failed=6)
     out = result.stdout.str()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,10 @@ from harness import KnownDeviation, ToleranceOverride
 from harness.backend import check_backend
 from harness.errors import PluginError, UsageError
 from harness.mainjob import PREVIOUS, move_aside_previous, output_lock
-from harness.manager import BUILTIN_PLUGINS
 from harness.selectors import configuration, matches, merged_tolerance, validate
 from harness.tolerances import Tolerance
 from harness.variants import SPEC_VARIANTS
+from tests.conftest import run_suite_with_only
 
 DEFAULT = Tolerance(rtol=1e-4, atol=2e-5)
 CONFIG = {"dtype": "float32", "device": "cpu", "variant": "seed", "activation": "relu", "batch": 7, "loss": "sse"}
@@ -167,13 +166,8 @@ def test_a_fast_path_that_returns_zeros_fails_its_check(
     pytester: pytest.Pytester, fake_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("torch")
-    from tests.conftest import ROOT, install_plugin
-
-    install_plugin(fake_site, "zero-fast-path", "zero_fast_path", textwrap.dedent(ZEROS_FAST_PATH))
-    monkeypatch.setenv("PYTHONPATH", str(fake_site))
-    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
-    result = pytester.runpytest_subprocess(
-        str(ROOT / "suites" / "test_fast_path.py"), "--backend=zero-fast-path", "-p", "no:cacheprovider", "-q"
+    result = run_suite_with_only(
+        pytester, fake_site, monkeypatch, ZEROS_FAST_PATH, "test_fast_path.py", "--backend=zero-fast-path", "-q"
     )
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*test_prepared_forward*zero-fast-path-float32-batch1*", "*prepared logits, call 1*"])
