@@ -1,40 +1,30 @@
 """``onnx``: the eager Net exported with ``torch.onnx.export`` and run by onnxruntime, as deployed.
 
-Two models per (spec, dtype), each exported once per process with the dynamo exporter
-(``torch.onnx.export(dynamo=True)``, the default in torch 2.13; it runs offline through
-onnxscript and takes a few seconds), checked with ``onnx.checker.check_model`` and written
-atomically under ``<artifacts>/onnx/``, where ``<artifacts>`` is ``$NETHARNESS_ARTIFACTS`` or
-``.netharness/artifacts`` under the current directory:
+Two models per (spec, dtype), each exported once per process (``torch.onnx.export(dynamo=True)``,
+offline through onnxscript, a few seconds), fully checked and written atomically under
+``$NETHARNESS_ARTIFACTS/onnx/`` (default ``.netharness/artifacts/onnx/``):
 
-- **The deployed model** (``net-<hash>.onnx``, :meth:`OnnxBackend.model_path`): what a user
-  ships. ``torch.onnx.export(net, x)`` of the plain Net: weights are initializers, named by
-  their canonical names (``conv1.weight``, ...), and the logits are the only output. It
-  serves ``forward`` and the benchmarks. Its graph is exported once; other parameters are
-  written into copies of it (the initializers are replaced by name, shape checked), so a
-  new set of weights costs milliseconds, not an export. The benchmark fast path
-  (``prepare``) writes the model it runs, weights included, to ``net-<hash>-w<digest>.onnx``:
-  that file is the artifact a benchmark record links.
-- **The layers model** (``net-<hash>-layers.onnx``): ``forward(x, *weights)`` returning every
-  layer's output, named by :meth:`NetSpec.layer_names`. It serves ``intermediates`` only.
-  Weights are graph inputs (the exported module calls ``Net.forward_layers`` through
-  ``torch.func.functional_call`` with the given tensors in place of the parameters), so one
-  export serves every call. The TorchScript exporter is not used: it cannot trace that
-  parameter swap ("the stateless API can't be used with Jitted modules").
+- **The deployed model** (``net-<hash>.onnx``, :meth:`OnnxBackend.model_path`), what a user
+  ships: the plain Net exported with its weights as initializers (canonical names) and the
+  logits as the only output. It serves ``forward`` and the benchmarks. Other weights are
+  written into copies of its graph (initializers replaced by name, shapes checked), which
+  costs milliseconds, not an export. ``prepare`` writes the model it runs, weights included,
+  to ``net-<hash>-w<digest>.onnx``: the artifact a benchmark record links.
+- **The layers model** (``net-<hash>-layers.onnx``) serves ``intermediates`` only: every
+  layer's output, and the weights as graph inputs (``Net.forward_layers`` through
+  ``torch.func.functional_call``), so one export serves every call. The TorchScript
+  exporter cannot trace that parameter swap, so it is not used.
 
 Sessions run with onnxruntime's default graph optimizations (``ORT_ENABLE_ALL``: constant
-folding, Conv+ReLU fusion, weight pre-packing), which the deployed model's initializers
-allow; so the conformance checks of ``forward`` and of the fast path check the optimized
-graph, and an onnxruntime fusion bug fails a check. The input is named ``input`` and its
-batch axis is dynamic (``batch``). Sessions are cached per model and provider
-(``CPUExecutionProvider``, or ``CUDAExecutionProvider`` for ``device="cuda"`` where this
-onnxruntime has it); deployed models with other weights in a small LRU cache.
+folding, Conv+ReLU fusion, weight pre-packing), which initializers allow; so the checks of
+``forward`` and of the fast path check the optimized graph, and an onnxruntime fusion bug
+fails a check. The input is named ``input``, its batch axis ``batch`` (dynamic). Sessions
+are cached per model and provider (``CPUExecutionProvider``, or ``CUDAExecutionProvider``
+for ``device="cuda"`` where this onnxruntime has it), other weights in a small LRU cache.
 
-Dtype policy: float32 only. onnxruntime's CPU provider has no float64 ``Conv`` kernel
-("Could not find an implementation for Conv(11)"), so float64 is not declared. Inputs and
-parameters are cast to float32; outputs are float32 NumPy arrays.
-
-Only ``forward`` and ``intermediates`` are declared: the backend is export-only, with no
-gradients, init or training.
+Dtype policy: float32 only (onnxruntime's CPU provider has no float64 ``Conv``); inputs and
+parameters are cast to float32, outputs are float32 NumPy arrays. Only ``forward`` and
+``intermediates`` are declared: no gradients, init or training.
 """
 
 from __future__ import annotations
@@ -73,7 +63,6 @@ DEFAULT_ARTIFACTS = Path(".netharness") / "artifacts"
 INPUT_NAME = "input"
 BATCH_AXIS = "batch"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-KINDS = ("deployed", "layers")
 WEIGHTED_SESSIONS = 8
 """Deployed models with other weights kept open at once (the conformance suite cycles through a few)."""
 
@@ -200,15 +189,13 @@ def export_model(spec: NetSpec, params: dict[str, np.ndarray], dtype: str, path:
     else:
         module, args = _WeightsAsInputs(net, names), (example, *weights)
         dynamic, inputs, outputs = (batch, tuple(None for _ in weights)), [INPUT_NAME, *names], list(spec.layer_names())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
-    os.close(fd)
     try:
-        with _quiet_exporter():
+        with tempfile.TemporaryDirectory() as scratch, _quiet_exporter():
+            exported = os.path.join(scratch, "model.onnx")
             torch.onnx.export(
                 module,
                 args,
-                tmp_name,
+                exported,
                 dynamo=True,
                 dynamic_shapes=dynamic,
                 input_names=inputs,
@@ -217,23 +204,18 @@ def export_model(spec: NetSpec, params: dict[str, np.ndarray], dtype: str, path:
                 external_data=False,
                 verbose=False,
             )
-        model = onnx.load(tmp_name)
+            model = onnx.load(exported)
         _name_batch_axis(model)
         onnx.checker.check_model(model, full_check=True)
         if kind == "deployed":
             _check_initializers(model, spec, path)
-        onnx.save(model, tmp_name)
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private
-        os.replace(tmp_name, path)  # atomic: parallel workers may export the same spec
+        _write_atomically(model.SerializeToString(), path)  # parallel workers may export the same spec
     except PluginError:
         raise
     except Exception as exc:
         raise PluginError(
             f"exporting {spec.describe()} ({dtype}, {kind}) to {path} failed: {_first_line(exc)}"
         ) from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
     return time.perf_counter() - start
 
 
@@ -292,6 +274,7 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def _write_atomically(data: bytes, path: Path) -> None:
+    """Write to a temporary file beside ``path``, then rename: readers never see half a model."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
     try:
@@ -312,37 +295,21 @@ class PreparedOnnxModel:
 
     ``forward(x)`` binds only the input (a NumPy array, or an OrtValue from ``to_device``)
     and returns the logits as a NumPy array. ``parameters()`` reads the weights back from
-    the very model it runs. ``setup_seconds`` is the export of the deployed graph (in this
-    process) plus writing these weights into it and opening the optimized session;
-    ``export_seconds`` and ``model_bytes`` say what each was.
+    the very model it runs. ``setup_seconds`` is what preparing it cost: the export, if this
+    prepare ran it, plus writing the weights and opening the optimized session.
+    ``benchmark_info`` holds the export's time (whichever prepare ran it), the session's,
+    the file and its size.
     """
 
     setup_kind = "export"
 
-    def __init__(
-        self, model: OnnxModel, proto: Any, spec: NetSpec, device: str, export_seconds: float, session_seconds: float
-    ):
-        self.model, self.spec, self.device = model, spec, device
-        self.proto = proto
-        self.export_seconds, self.session_seconds = export_seconds, session_seconds
-        self.model_path = model.path
-        self.model_bytes = model.path.stat().st_size
-        self.logits_name = spec.layer_names()[-1]
+    def __init__(self, model: OnnxModel, proto: Any, spec: NetSpec, device: str, seconds: dict[str, Any]):
+        self.model, self.proto, self.spec, self.device = model, proto, spec, device
+        self.model_path, self.logits_name = model.path, spec.layer_names()[-1]
+        self.export_seconds = seconds["export_s"]
+        self.setup_seconds = seconds["session_s"] + (self.export_seconds if seconds["exported_here"] else 0.0)
+        self.benchmark_info = {**seconds, "model_bytes": model.path.stat().st_size, "artifact": str(model.path)}
         self.binding = model.session.io_binding()
-
-    @property
-    def setup_seconds(self) -> float:
-        return self.export_seconds + self.session_seconds
-
-    @property
-    def benchmark_info(self) -> dict[str, Any]:
-        """Facts a benchmark record stores beside its timing."""
-        return {
-            "export_s": self.export_seconds,
-            "session_s": self.session_seconds,
-            "model_bytes": self.model_bytes,
-            "artifact": str(self.model_path),
-        }
 
     def to_device(self, array: np.ndarray) -> Any:
         """A float32 copy of ``array`` on the session's device (an OrtValue off the CPU)."""
@@ -417,19 +384,26 @@ class OnnxBackend:
         return OnnxModel(path, self._provider(device))
 
     def prepare(self, spec: NetSpec, params: dict[str, np.ndarray], *, device: str, dtype: str) -> PreparedOnnxModel:
-        """The deployed model with ``params`` as initializers, written to its own file and opened once."""
+        """The deployed model with ``params`` as initializers, written to its own file and opened once.
+
+        Its ``setup_seconds`` is what this call paid: the export, if this call ran it, then
+        writing the weights and opening the optimized session.
+        """
         spec.check_parameters(params)
         dtype, provider = self._dtype(dtype), self._provider(device)
+        exported_here = _needs_export(self.model_path(spec, dtype))
         template = self._exported(spec, params, dtype, "deployed")
         start = time.perf_counter()
         proto = with_weights(_template_proto(template), params)
         path = self.weighted_model_path(spec, dtype, params)
         _write_atomically(proto.SerializeToString(), path)
         model = OnnxModel(path, provider)
-        seconds = time.perf_counter() - start
-        return PreparedOnnxModel(
-            model, proto, spec, device, EXPORT_TIMES[_export_label(spec, dtype, "deployed")], seconds
-        )
+        seconds = {
+            "export_s": EXPORT_TIMES[_export_label(spec, dtype, "deployed")],
+            "exported_here": exported_here,
+            "session_s": time.perf_counter() - start,
+        }
+        return PreparedOnnxModel(model, proto, spec, device, seconds)
 
     # -- forward ----------------------------------------------------------------------
 
@@ -460,7 +434,7 @@ class OnnxBackend:
     def _exported(self, spec: NetSpec, params: dict[str, np.ndarray], dtype: str, kind: str) -> Path:
         """The model file of ``kind``, exported if this process has not exported it or it is gone."""
         path = self.model_path(spec, dtype) if kind == "deployed" else self.layers_model_path(spec, dtype)
-        if path not in _EXPORTED or not path.is_file():
+        if _needs_export(path):
             EXPORT_TIMES[_export_label(spec, dtype, kind)] = export_model(spec, params, dtype, path, kind)
             _EXPORTED.add(path)
             _PROTOS.pop(path, None)
@@ -502,6 +476,11 @@ class OnnxBackend:
 
 
 _PROTOS: dict[Path, Any] = {}
+
+
+def _needs_export(path: Path) -> bool:
+    """Not exported by this process yet, or the file is gone."""
+    return path not in _EXPORTED or not path.is_file()
 
 
 def _template_proto(path: Path) -> Any:

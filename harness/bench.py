@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -200,7 +201,11 @@ def peak_memory(
     command = [sys.executable, "-c", code, backend, device, dtype, *map(str, wanted)]
     reason = ""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=MEMORY_TIMEOUT_S, check=False)
+        with tempfile.TemporaryDirectory(prefix="netharness-memory-") as scratch:
+            env = {**os.environ, "NETHARNESS_ARTIFACTS": scratch}  # the child's exports stay out of the report
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=MEMORY_TIMEOUT_S, check=False, env=env
+            )
     except subprocess.TimeoutExpired:
         reason = f"not measured: the measuring child process ran past {MEMORY_TIMEOUT_S} s"
     else:
