@@ -23,7 +23,6 @@ from backends.numpy_kernels import (
     activation_grad,
     check_loss_args,
     loss_and_grad,
-    reference_layers,
     scale_by_activation_grad_,
 )
 from harness import Availability, Capability, NetSpec, SpecError, hookimpl
@@ -106,31 +105,49 @@ class PreparedNumpyNet:
     # -- forward ----------------------------------------------------------------------------
 
     def _input(self, x: Any) -> Array:
-        self.spec.check_input(x)
-        return np.ascontiguousarray(x, dtype=self.dtype)  # no copy when it already is
+        self.spec.check_input(x, self.dtype.name)  # a float64 input to a float32 net is an error, not cast
+        return x  # the first conv stage reads any strides, and never writes
 
-    def _features(self, x: Array) -> Array:
-        """Run the conv stages; return the flattened (H, W, C)-ordered features (a buffer)."""
+    def _features(self, x: Array, layers: dict[str, Array] | None = None) -> Array:
+        """Run the conv stages; return the flattened (H, W, C)-ordered features (a buffer).
+
+        With ``layers``, every conv stage's layers and the flatten are recorded (canonical order).
+        """
         h = x
-        for kernel in self._convs:
-            h = kernel.forward(h).transpose(0, 3, 1, 2)  # a logical NCHW view of NHWC
-        return h.transpose(0, 2, 3, 1).reshape(len(x), -1)
+        for name, kernel in zip(self.spec.conv_names, self._convs):
+            h = kernel.forward(h, layers, name).transpose(0, 3, 1, 2)  # a logical NCHW view of NHWC
+        features = h.transpose(0, 2, 3, 1).reshape(len(x), -1)
+        if layers is not None:
+            canonical = np.empty_like(features)
+            canonical[:, self._flatten_order] = features  # (H, W, C) back to NCHW's (C, H, W)
+            layers["flatten"] = canonical
+        return features
 
-    def _linear_layers(self, features: Array) -> list[Array]:
-        """The linear layers' inputs and outputs: [features, fc1.act, ..., logits]."""
+    def _linear_layers(self, features: Array, layers: dict[str, Array] | None = None) -> list[Array]:
+        """The linear layers' inputs and outputs: [features, fc1.act, ..., logits] (recorded in ``layers``)."""
         acts = [features]
         last = len(self._linears) - 1
-        for i, (weight_t, bias) in enumerate(self._linears):
+        for i, (name, (weight_t, bias)) in enumerate(zip(self.spec.linear_names, self._linears)):
             h = np.matmul(acts[-1], weight_t)  # y = x W^T + b, with W^T stored
             h += bias
+            if layers is not None:
+                layers[name] = h.copy()
             if i != last:  # no activation on the logits
                 activate_(self.spec.activation, h)
+                if layers is not None:
+                    layers[f"{name}.act"] = h.copy()
             acts.append(h)
         return acts
 
     def forward(self, x: Any) -> Array:
         """Logits (N, classes) in the net's dtype."""
         return self._linear_layers(self._features(self._input(x)))[-1]
+
+    def intermediates(self, x: Any) -> dict[str, Array]:
+        """Every layer's output, NCHW and canonical names in forward order, recorded as ``forward`` runs."""
+        layers: dict[str, Array] = {}
+        self._linear_layers(self._features(self._input(x), layers), layers)
+        return {name: layers[name] for name in self.spec.layer_names()}
 
     # -- backward and training -----------------------------------------------------------------
 
@@ -217,10 +234,7 @@ class NumpyBackend:
     def intermediates(
         self, spec: NetSpec, params: dict[str, Array], x: Array, *, device: str, dtype: str
     ) -> dict[str, Array]:
-        _check_device(device)
-        spec.check_input(x)
-        spec.check_parameters(params)
-        return reference_layers(spec, params, x, np.dtype(check_dtype(dtype)))
+        return self.prepare(spec, params, device=device, dtype=dtype).intermediates(x)
 
     # -- backward and training ----------------------------------------------------------------
 

@@ -17,8 +17,9 @@ Data layout and dtype policy (the one place it is decided):
   each of the p*p positions of a pooling window is one strided block of the output: max
   pooling is p*p - 1 ``np.maximum`` calls, and its backward writes each block once.
 - Only the conv outputs that a pooling window reads are computed (floor mode drops the rest),
-  which is all the loss depends on. :func:`reference_layers` computes every layer in full for
-  the ``intermediates`` operation.
+  which is all the loss depends on. ``intermediates`` records every layer from these same
+  kernels as they run (``ConvPoolKernel.forward(x, layers)``); the ragged edge a pool drops
+  comes from a twin kernel with a 1x1 pool, so every layer has its full shape.
 - Biases ride in the GEMM: the patch matrix has a constant column of ones and the banded
   matrix a bias row, so the weight-gradient GEMM yields the bias gradient too.
 """
@@ -29,7 +30,7 @@ import math
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided, sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from harness.errors import SpecError
 from harness.spec import ACTIVATIONS, LOSSES, NetSpec
@@ -222,6 +223,7 @@ class ConvPoolKernel:
         self.banded = np.zeros((self.k_size + 1, self.columns), dtype)
         self._batch = 0
         self._buffers: dict[str, Array] = {}
+        self._parameters: tuple[Array, Array] | None = None
 
     # -- parameters ------------------------------------------------------------------------
 
@@ -230,6 +232,7 @@ class ConvPoolKernel:
         flat = self.banded.reshape(-1)
         flat[self.band_pos] = weight[..., None, None]
         self.banded[self.k_size] = np.tile(bias, self.band)
+        self._parameters = (weight, bias)  # for the twin that computes a pool's ragged edge
 
     def parameter_gradients(self, banded_grad: Array) -> tuple[Array, Array]:
         """Fold the banded matrix's gradient back onto OIHW weight and bias gradients."""
@@ -276,8 +279,12 @@ class ConvPoolKernel:
 
     # -- forward ---------------------------------------------------------------------------
 
-    def forward(self, x: Array) -> Array:
-        """x: logical (N, C, H, W) view, any strides. Returns the NHWC output buffer."""
+    def forward(self, x: Array, layers: dict[str, Array] | None = None, name: str = "") -> Array:
+        """x: logical (N, C, H, W) view, any strides. Returns the NHWC output buffer.
+
+        With ``layers``, the stage's conv, activation and pool outputs are recorded in it as
+        fresh NCHW arrays under ``name``, ``name.act`` and ``name.pool``.
+        """
         n = x.shape[0]
         self._allocate(n)
         b, p = self._buffers, self.pool
@@ -293,9 +300,16 @@ class ConvPoolKernel:
         np.copyto(_view(patches[..., : self.k_size], windows.shape), windows)
         rows = self._rows()
         conv = b["conv"]
-        np.matmul(_view(patches, (rows, self.k_size + 1)), self.banded, out=_view(conv, (rows, self.columns)))
+        # A non-finite input gives NaN in its own sample's rows: the answer, not an error to warn of.
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.matmul(_view(patches, (rows, self.k_size + 1)), self.banded, out=_view(conv, (rows, self.columns)))
+        if layers is not None:
+            layers[name] = self._nchw(conv)
         if self.activation != "relu":
             activate_(self.activation, conv)  # pool the activations, as the seed does
+        if layers is not None:
+            # relu is applied after pooling below, so its activations are computed here to be seen.
+            layers[f"{name}.act"] = activation("relu", layers[name]) if self.activation == "relu" else self._nchw(conv)
         pooled = b["pooled"]
         corners = [conv[di, :, :, :, dj] for di in range(p) for dj in range(p)]
         if len(corners) == 1:
@@ -305,12 +319,53 @@ class ConvPoolKernel:
             for corner in corners[2:]:
                 np.maximum(pooled, corner, out=pooled)
         if self.activation != "relu":
-            return _view(pooled, self.output_shape(n))
-        # relu is monotonic, so relu(max(z)) = max(relu(z)), on a quarter of the values; the
-        # gradient routing agrees too, since relu' is 0 wherever relu's outputs tie at 0.
-        out = b["out"]
-        np.maximum(pooled, 0, out=out)
-        return _view(out, self.output_shape(n))
+            out = pooled
+        else:
+            # relu is monotonic, so relu(max(z)) = max(relu(z)), on a quarter of the values; the
+            # gradient routing agrees too, since relu' is 0 wherever relu's outputs tie at 0.
+            out = b["out"]
+            np.maximum(pooled, 0, out=out)
+        result = _view(out, self.output_shape(n))
+        if layers is not None:
+            layers[f"{name}.pool"] = np.ascontiguousarray(result.transpose(0, 3, 1, 2))
+            self._record_ragged_edge(x, layers, name)
+        return result
+
+    def _nchw(self, conv: Array) -> Array:
+        """A fresh NCHW copy of the window-major conv buffer (the region the pools read).
+
+        conv[di, n, ip, b, dj, jp, o] is output (n, o) at row p*ip + di, column p*(b*J2 + jp) + dj.
+        """
+        n, p = self._batch, self.pool
+        nchw = conv.transpose(1, 6, 2, 0, 3, 5, 4)
+        return np.ascontiguousarray(nchw).reshape(n, self.out_channels, self.hp * p, self.wp * p)
+
+    def _record_ragged_edge(self, x: Array, layers: dict[str, Array], name: str) -> None:
+        """Complete the conv and activation maps where floor-mode pooling left them uncomputed."""
+        _, height, width = self.in_shape
+        full = (height - self.kernel + 1, width - self.kernel + 1)
+        if full == (self.hp * self.pool, self.wp * self.pool):
+            return
+        assert self._parameters is not None, "set_parameters() was never called"
+        c, _, _ = self.in_shape
+        twin = ConvPoolKernel(
+            in_channels=c,
+            height=height,
+            width=width,
+            out_channels=self.out_channels,
+            kernel=self.kernel,
+            pool=1,
+            activation=self.activation,
+            channels_last_input=self.channels_last_input,
+            dtype=self.dtype,
+        )
+        twin.set_parameters(*self._parameters)
+        edge: dict[str, Array] = {}
+        twin.forward(x, edge, name)
+        for key in (name, f"{name}.act"):
+            covered = layers[key]
+            layers[key] = edge[key]
+            layers[key][:, :, : covered.shape[2], : covered.shape[3]] = covered
 
     # -- backward --------------------------------------------------------------------------
 
@@ -404,33 +459,3 @@ class ConvPoolKernel:
                         strides=(sn, sc, p * sh, sh, band * sw, sw),
                     )
                 np.add(target, source, out=target)
-
-
-# -- every layer, in full, for ``intermediates`` ---------------------------------------------
-
-
-def reference_layers(spec: NetSpec, params: dict[str, Array], x: Array, dtype: np.dtype[Any]) -> dict[str, Array]:
-    """Every layer's output (NCHW, canonical names, forward order), computed plainly in ``dtype``."""
-    out: dict[str, Array] = {}
-    h = x.astype(dtype, copy=False)
-    for name, stage in zip(spec.conv_names, spec.conv_stages):
-        weight = params[f"{name}.weight"].astype(dtype, copy=False)
-        bias = params[f"{name}.bias"].astype(dtype, copy=False)
-        windows = sliding_window_view(h, (stage.kernel, stage.kernel), axis=(2, 3))  # (N, C, Ho, Wo, k, k)
-        conv = np.tensordot(windows, weight, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, O)
-        conv += bias
-        out[name] = h = np.ascontiguousarray(conv.transpose(0, 3, 1, 2))
-        out[f"{name}.act"] = h = activation(spec.activation, h)
-        n, c, ho, wo = h.shape
-        hp, wp, p = ho // stage.pool, wo // stage.pool, stage.pool
-        cropped = h[:, :, : hp * p, : wp * p].reshape(n, c, hp, p, wp, p)
-        out[f"{name}.pool"] = h = cropped.max(axis=(3, 5))
-    out["flatten"] = h = h.reshape(len(h), -1)
-    last = spec.linear_names[-1]
-    for name in spec.linear_names:
-        weight = params[f"{name}.weight"].astype(dtype, copy=False)
-        bias = params[f"{name}.bias"].astype(dtype, copy=False)
-        out[name] = h = h @ weight.T + bias
-        if name != last:
-            out[f"{name}.act"] = h = activation(spec.activation, h)
-    return out

@@ -211,15 +211,26 @@ class NetSpec:
 
     # -- validation of data ---------------------------------------------------------------
 
-    def check_input(self, x: Any) -> np.ndarray:
+    def check_input(self, x: Any, dtype: str | None = None) -> np.ndarray:
         """Return ``x`` if it is a floating (N, C, H, W) array that fits; raise SpecError if not.
 
-        Nothing is broadcast or cast: a wrong shape or dtype is an error, not a guess.
+        Nothing is broadcast or cast: a wrong shape or dtype is an error, not a guess. Given
+        the call's ``dtype`` (a precision name), ``x`` must be stored in that precision's
+        dtype: a float64 input to a float32 call is rejected, not rounded.
         """
         if not isinstance(x, np.ndarray):
             raise SpecError(f"input must be a numpy.ndarray, got {type(x).__name__}")
         if x.dtype.kind != "f":
             raise SpecError(f"input dtype {x.dtype} is not floating point; convert it with x.astype(np.float32)")
+        if dtype is not None:
+            from harness.precision import storage_dtype  # precision imports this module
+
+            stored = storage_dtype(dtype)
+            if x.dtype != np.dtype(stored):
+                raise SpecError(
+                    f"input dtype {x.dtype} does not match the call's dtype={dtype!r}, whose arrays are {stored};"
+                    f" convert it with x.astype(np.{stored}) (nothing is cast silently)"
+                )
         if x.ndim != 4:
             raise SpecError(
                 f"input has rank {x.ndim} with shape {x.shape}; expected rank 4 (N, C, H, W)"

@@ -230,9 +230,32 @@ def test_float32_stays_float32() -> None:
     for kernel in net._convs:
         assert kernel.banded.dtype == np.float32
         assert {b.dtype for b in kernel._buffers.values()} <= {np.dtype(np.float32), np.dtype(bool)}
-    # float64 parameters and input are cast to the requested dtype, not the other way round
+    # float64 parameters are cast to the requested dtype, not the other way round
     wide = {k: v.astype(np.float64) for k, v in params.items()}
-    assert NUMPY.forward(spec, wide, x.astype(np.float64), device="cpu", dtype="float32").dtype == np.float32
+    assert NUMPY.forward(spec, wide, x, device="cpu", dtype="float32").dtype == np.float32
+
+
+@pytest.mark.parametrize(("given", "asked"), [("float64", "float32"), ("float32", "float64")])
+def test_an_input_of_another_dtype_is_rejected_not_cast(given: str, asked: str) -> None:
+    spec = NetSpec()
+    params, x, _ = problem(spec, asked, 2)
+    with pytest.raises(SpecError, match=f"input dtype {given} does not match the call's dtype='{asked}'"):
+        NUMPY.forward(spec, params, x.astype(given), device="cpu", dtype=asked)
+
+
+@pytest.mark.parametrize("spec", [SPECS[0], SPECS[-2]])
+def test_intermediates_are_recorded_from_the_kernels_forward_runs(spec: NetSpec) -> None:
+    """A defect planted in conv2's kernel shows in conv2 onwards, and the logits are forward's, bit for bit."""
+    params, x, _ = problem(spec, "float64", 3)
+    net = NUMPY.prepare(spec, params, device="cpu", dtype="float64")
+    net._convs[1].banded[0, 0] += 1.0  # one weight of conv2, in the banded matrix only
+    layers = net.intermediates(x)
+    expected = EAGER.intermediates(spec, params, x, device="cpu", dtype="float64")
+    assert list(layers) == list(spec.layer_names())
+    for name in ("conv1", "conv1.act", "conv1.pool"):
+        assert_close(layers[name], expected[name], "float64", name)
+    assert not np.allclose(layers["conv2"], expected["conv2"])
+    np.testing.assert_array_equal(layers[spec.linear_names[-1]], net.forward(x))
 
 
 def test_inputs_are_never_modified() -> None:
