@@ -71,6 +71,8 @@ def kink_margin(spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray) -> 
     for name, stage in zip(spec.conv_names, spec.conv_stages):
         act = layers[f"{name}.act"]
         k = stage.pool
+        if k == 1:  # a 1x1 window has one element: nothing to tie with
+            continue
         n, c, h, w = act.shape
         windows = act[:, :, : h // k * k, : w // k * k].reshape(n, c, h // k, k, w // k, k)
         windows = windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, k * k)

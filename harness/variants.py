@@ -3,6 +3,20 @@
 Every variant a suite parametrizes over comes from here, so its name is stable: it is the
 test id, the ``variant`` a tolerance override or known deviation can select, and what
 ``netharness checks`` lists. ``"seed"`` is the seed's own network, :data:`SEED_SPEC`.
+
+The one-field variants change the input size, the channels, the classes and the hidden
+activation. ``1stage`` and ``3stage`` change every other field of the spec at once: the
+number of conv stages, each stage's kernel size, pool size and width, the hidden widths and
+their number, a non-square input, and sizes that do not divide by the pool entering a pool
+(floor mode drops the ragged edge). So a backend that hard-codes k=5, pool 2, two stages or
+the (120, 84) hidden layers, or pools in ceil mode, fails on them. They are two networks,
+not one per field, because every new network costs the compiling and exporting backends a
+compile or an export per operation:
+
+- ``1stage``: 2x37x46 -> conv5 k7 pool3 (a 31x40 map into the pool: a row and a column
+  dropped) -> 64 -> 7, ReLU;
+- ``3stage``: 3x44x39 -> conv4 k3 pool2 (42x37: a column dropped) -> conv8 k5 pool1 ->
+  conv12 k3 pool2 (15x12: a row dropped) -> 48 -> 32 -> 24 -> 10, sigmoid.
 """
 
 from __future__ import annotations
@@ -12,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from harness.spec import SEED_SPEC, NetSpec
+from harness.spec import SEED_SPEC, ConvStage, NetSpec
 
 SEED = "seed"
 
@@ -24,6 +38,16 @@ SPEC_VARIANTS: dict[str, NetSpec] = {
     "100cls": NetSpec(num_classes=100),
     "tanh": NetSpec(activation="tanh"),
     "sigmoid": NetSpec(activation="sigmoid"),
+    "1stage": NetSpec(
+        in_channels=2, height=37, width=46, conv_stages=(ConvStage(5, 7, 3),), hidden=(64,), num_classes=7
+    ),
+    "3stage": NetSpec(
+        height=44,
+        width=39,
+        conv_stages=(ConvStage(4, 3, 2), ConvStage(8, 5, 1), ConvStage(12, 3, 2)),
+        hidden=(48, 32, 24),
+        activation="sigmoid",
+    ),
 }
 
 _NAMES = {spec: name for name, spec in SPEC_VARIANTS.items()}

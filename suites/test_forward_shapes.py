@@ -8,16 +8,12 @@ import pytest
 from harness import NetSpec, SpecError
 from harness.backend import Backend
 from harness.precision import storage_dtype
+from harness.pytest_plugin import Checker
 from harness.testdata import to_precision
+from harness.variants import variant_params
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 2, 7, 64)]
-VARIANTS = [
-    pytest.param(NetSpec(), id="seed"),
-    pytest.param(NetSpec(height=32, width=32), id="32x32"),
-    pytest.param(NetSpec(in_channels=1), id="1ch"),
-    pytest.param(NetSpec(num_classes=2), id="2cls"),
-    pytest.param(NetSpec(num_classes=100), id="100cls"),
-]
+VARIANTS = variant_params(["seed", "32x32", "1ch", "2cls", "100cls"])
 
 
 def params_for(spec: NetSpec, rng: np.random.Generator, dtype: str) -> dict[str, np.ndarray]:
@@ -29,48 +25,69 @@ def images(spec: NetSpec, batch: int, rng: np.random.Generator, dtype: str) -> n
     return to_precision(rng.standard_normal((batch, spec.in_channels, spec.height, spec.width)), dtype)
 
 
+def check_output(out: object, spec: NetSpec, batch: int, dtype: str, conformance: Checker) -> None:
+    """``out`` is a NumPy array of the spec's output shape, in the precision's storage dtype."""
+    if not isinstance(out, np.ndarray):
+        conformance.fail(f"forward returned {type(out).__name__}, not numpy.ndarray")
+        return
+    if out.shape != spec.output_shape(batch):
+        conformance.fail(f"forward returned shape {out.shape}, the spec says {spec.output_shape(batch)}")
+    if out.dtype != np.dtype(storage_dtype(dtype)):
+        conformance.fail(f"forward returned {out.dtype} for {dtype} input, not {storage_dtype(dtype)}")
+
+
 @pytest.mark.requires("forward")
 @pytest.mark.parametrize("batch", BATCHES)
-def test_output_shape(backend: Backend, dtype: str, device: str, batch: int, rng: np.random.Generator) -> None:
+def test_output_shape(
+    backend: Backend, dtype: str, device: str, batch: int, rng: np.random.Generator, conformance: Checker
+) -> None:
     spec = NetSpec()
     out = backend.forward(
         spec, params_for(spec, rng, dtype), images(spec, batch, rng, dtype), device=device, dtype=dtype
     )
-    assert isinstance(out, np.ndarray), f"forward returned {type(out).__name__}, not numpy.ndarray"
-    assert out.shape == spec.output_shape(batch), (
-        f"forward returned shape {out.shape}, the spec says {spec.output_shape(batch)}"
-    )
-    assert out.dtype == np.dtype(storage_dtype(dtype)), f"forward returned {out.dtype} for {dtype} input"
+    check_output(out, spec, batch, dtype, conformance)
 
 
 @pytest.mark.requires("forward")
 @pytest.mark.parametrize("spec", VARIANTS)
 @pytest.mark.parametrize("batch", [pytest.param(b, id=f"batch{b}") for b in (1, 7)])
 def test_output_shape_variants(
-    backend: Backend, dtype: str, device: str, spec: NetSpec, batch: int, rng: np.random.Generator
+    backend: Backend,
+    dtype: str,
+    device: str,
+    spec: NetSpec,
+    batch: int,
+    rng: np.random.Generator,
+    conformance: Checker,
 ) -> None:
     out = backend.forward(
         spec, params_for(spec, rng, dtype), images(spec, batch, rng, dtype), device=device, dtype=dtype
     )
-    assert out.shape == spec.output_shape(batch), (
-        f"forward returned shape {out.shape}, the spec says {spec.output_shape(batch)}"
-    )
-    assert out.dtype == np.dtype(storage_dtype(dtype)), f"forward returned {out.dtype} for {dtype} input"
+    check_output(out, spec, batch, dtype, conformance)
 
 
 @pytest.mark.requires("intermediates")
 @pytest.mark.parametrize("spec", VARIANTS)
 def test_intermediate_shapes(
-    backend: Backend, dtype: str, device: str, spec: NetSpec, rng: np.random.Generator
+    backend: Backend, dtype: str, device: str, spec: NetSpec, rng: np.random.Generator, conformance: Checker
 ) -> None:
     batch = 2
     layers = backend.intermediates(
         spec, params_for(spec, rng, dtype), images(spec, batch, rng, dtype), device=device, dtype=dtype
     )
-    assert list(layers) == list(spec.layer_names()), "intermediates must be keyed by the spec's layer names, in order"
+    if list(layers) != list(spec.layer_names()):
+        conformance.fail(
+            f"intermediates are keyed {list(layers)}; the spec's layer names, in forward order, are"
+            f" {list(spec.layer_names())}"
+        )
+    storage = np.dtype(storage_dtype(dtype))
     for layer in spec.layers(batch):
-        assert layers[layer.name].shape == layer.shape, f"layer {layer.name}"
-        assert layers[layer.name].dtype == np.dtype(storage_dtype(dtype)), f"layer {layer.name}"
+        got = layers[layer.name]
+        if not isinstance(got, np.ndarray) or got.shape != layer.shape or got.dtype != storage:
+            conformance.fail(
+                f"layer {layer.name}: {type(got).__name__} {getattr(got, 'dtype', '')} {np.shape(got)},"
+                f" the spec says {storage} {layer.shape}"
+            )
 
 
 BAD_INPUTS = {
@@ -87,9 +104,22 @@ BAD_INPUTS = {
 
 @pytest.mark.requires("forward")
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_rejects_bad_input(backend: Backend, dtype: str, device: str, case: str, rng: np.random.Generator) -> None:
+def test_rejects_bad_input(
+    backend: Backend, dtype: str, device: str, case: str, rng: np.random.Generator, conformance: Checker
+) -> None:
     """Nothing is silently broadcast, cast or squeezed: a bad input raises the spec's error."""
     spec = NetSpec()
-    with pytest.raises(SpecError):
-        bad = BAD_INPUTS[case](spec, storage_dtype(dtype))
+    bad = BAD_INPUTS[case](spec, storage_dtype(dtype))
+    try:
         backend.forward(spec, params_for(spec, rng, dtype), bad, device=device, dtype=dtype)
+    except SpecError:
+        return
+    except Exception as exc:  # any other exception is the finding
+        conformance.fail(f"forward raised {type(exc).__name__} for a {case} input, not harness.SpecError: {exc}")
+    conformance.fail(f"forward accepted a {case} input ({_describe(bad)}); it must raise harness.SpecError")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return type(value).__name__

@@ -9,8 +9,11 @@ from harness import NetSpec, oracle
 from harness.backend import Backend
 from harness.pytest_plugin import Checker
 from harness.testdata import as_float64, data_away_from_kinks, random_images, random_params, random_target
+from harness.variants import variant_params
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
+VARIANTS = variant_params(["tanh", "1stage", "3stage"])
+"""The hidden activations' backward in the network, and every other spec field (see harness.variants)."""
 
 
 @pytest.mark.requires("backward")
@@ -20,7 +23,29 @@ def test_gradients(
     backend: Backend, dtype: str, device: str, loss: str, batch: int, rng: np.random.Generator, conformance: Checker
 ) -> None:
     """The loss value and the gradient of every parameter and of the input."""
-    spec = NetSpec()
+    check_gradients(backend, NetSpec(), batch, dtype, device, loss, rng, conformance)
+
+
+@pytest.mark.requires("backward")
+@pytest.mark.check("gradients")
+@pytest.mark.parametrize("spec", VARIANTS)
+def test_gradients_variants(
+    backend: Backend, dtype: str, device: str, spec: NetSpec, rng: np.random.Generator, conformance: Checker
+) -> None:
+    """As ``gradients``, on networks that change every spec field (cross-entropy, batch 3)."""
+    check_gradients(backend, spec, 3, dtype, device, "cross_entropy", rng, conformance)
+
+
+def check_gradients(
+    backend: Backend,
+    spec: NetSpec,
+    batch: int,
+    dtype: str,
+    device: str,
+    loss: str,
+    rng: np.random.Generator,
+    conformance: Checker,
+) -> None:
     params, x = data_away_from_kinks(spec, batch, rng, dtype)
     target = random_target(spec, loss, batch, rng, dtype)
     value, grads = backend.gradients(spec, params, x, target, loss=loss, device=device, dtype=dtype)
