@@ -63,11 +63,62 @@ def test_activation_values(backend: Backend, dtype: str, name: str, conformance:
         )
 
 
+DERIVATIVE_UNITS = 8.0
+"""The derivative's tolerance, in units of :func:`derivative_error_unit` (8, like the values' 8 ulp)."""
+
+
+def derivative_error_unit(name: str, x: np.ndarray, dtype: str) -> np.ndarray:
+    """eps * (|f'(x)| + |y df'/dy|), y = f(x): the rounding error of f' computed from the stored output.
+
+    tanh' = 1 - y^2 and sigmoid' = y (1 - y) are computed from y, as torch's backward does, and
+    y's own rounding (relative eps) moves them by |y df'/dy| eps: 2 y^2 eps for tanh, |1 - 2y| y
+    eps for sigmoid. That is all the precision a tail has, and no more is allowed: near
+    sigmoid's 0 the derivative keeps its relative precision, and near 1 (sigmoid) or +-1
+    (tanh) its absolute error is a few eps. So float32 tanh' may be 0 past |x| ~ 9 (where
+    tanh(x) rounds to 1), but a derivative flushed to 0 at |x| ~ 12 fails in float64, and
+    sigmoid's fails in both precisions. relu' is exact.
+    """
+    y = oracle.activation(name, x)
+    conditioning = {"tanh": 2 * y * y, "sigmoid": np.abs(1 - 2 * y) * y, "relu": np.zeros_like(y)}[name]
+    return float(np.finfo(dtype).eps) * (np.abs(oracle.activation_grad(name, x)) + conditioning)
+
+
 @pytest.mark.requires("activations")
 @pytest.mark.parametrize("name", NAMES)
 def test_activation_derivatives(backend: Backend, dtype: str, name: str, conformance: Checker) -> None:
+    """The elementwise derivative against the oracle's, elementwise, in units of its rounding error."""
     x = grid(dtype)
-    conformance.close(f"{name}'", backend.activation_grad(name, x), oracle.activation_grad(name, x.astype(np.float64)))
+    x64 = x.astype(np.float64)
+    actual = np.asarray(backend.activation_grad(name, x))
+    expected = oracle.activation_grad(name, x64)
+    if actual.shape != x.shape:
+        conformance.fail(f"{name}' returned shape {actual.shape} for {x.shape}")
+    error = np.abs(actual.astype(np.float64) - expected)
+    unit = derivative_error_unit(name, x64, dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        units = np.where(unit > 0, error / unit, np.where(error > 0, np.inf, 0.0))
+    units = np.where(np.isnan(units), np.inf, units)
+    worst = int(np.argmax(units))
+    over = int(np.sum(units > DERIVATIVE_UNITS))
+    conformance.record(
+        Measurement(
+            what=f"{name}' in units of eps (|f'| + |y df'/dy|)",
+            max_abs_error=float(np.max(np.where(np.isnan(error), np.inf, error))),
+            max_rel_error=float(units[worst]),
+            rtol=DERIVATIVE_UNITS,
+            atol=0.0,
+            headroom=DERIVATIVE_UNITS / units[worst] if units[worst] > 0 else np.inf,
+            tolerance_reason=f"{DERIVATIVE_UNITS:g} eps (|f'| + |y df'/dy|)",
+            mismatched=over,
+            total=x.size,
+        )
+    )
+    if over:
+        conformance.fail(
+            f"{name}'({x[worst]!r}) = {actual[worst]!r}, expected {expected[worst]!r}: error {error[worst]:.3g} is"
+            f" {units[worst]:.3g} units of eps (|f'| + |y df'/dy|) = {unit[worst]:.3g}"
+            f" (tolerance {DERIVATIVE_UNITS:g} units; {over}/{x.size} points over)"
+        )
 
 
 INF = np.inf
