@@ -68,6 +68,8 @@ CHECKS: dict[str, CheckInfo] = _catalogue(
     ("init_linear_weights", "init", N, "Xavier-uniform statistics and bounds"),
     ("init_biases", "init", N, "every bias is zero"),
     ("init_seeds", "init", N, "same seed, same parameters; another seed, others"),
+    ("init_layers_independent", "init", N, "no two layers' weights are correlated (false-alarm rate 1e-3)"),
+    ("init_seeds_independent", "init", N, "weights under seeds s and s + 1 uncorrelated (false-alarm rate 1e-3)"),
     ("activation_values", "activations", A, "relu, tanh, sigmoid in ULPs of the dtype"),
     ("activation_derivatives", "activations", A, "the elementwise derivatives"),
     ("activation_edge_cases", "activations", A, "zeros, infinities, NaN, extremes"),
