@@ -65,10 +65,13 @@ CHECKS: dict[str, CheckInfo] = _catalogue(
     ("maxpool_tie_subgradient", "gradients", B, "a max-pool tie sends the gradient to the first maximum"),
     ("relu_subgradient_at_zero", "gradients", B, "relu'(0) = 0"),
     ("gradcheck", "gradients", B, "every element of every gradient: random directional derivatives"),
+    ("gradcheck", "gradients", B, "every element of every gradient: random directional derivatives"),
     ("init_conv_weights", "init", N, "Kaiming-normal fan_out statistics"),
     ("init_linear_weights", "init", N, "Xavier-uniform statistics and bounds"),
     ("init_biases", "init", N, "every bias is zero"),
     ("init_seeds", "init", N, "same seed, same parameters; another seed, others"),
+    ("init_layers_independent", "init", N, "no two layers' weights are correlated (false-alarm rate 1e-3)"),
+    ("init_seeds_independent", "init", N, "weights under seeds s and s + 1 uncorrelated (false-alarm rate 1e-3)"),
     ("init_layers_independent", "init", N, "no two layers' weights are correlated (false-alarm rate 1e-3)"),
     ("init_seeds_independent", "init", N, "weights under seeds s and s + 1 uncorrelated (false-alarm rate 1e-3)"),
     ("init_layers_independent", "init", N, "no two layers' weights are correlated (false-alarm rate 1e-3)"),
@@ -85,6 +88,8 @@ CHECKS: dict[str, CheckInfo] = _catalogue(
     ("forward_deterministic", "hygiene", F, "the same call twice gives bit-identical logits"),
     ("forward_output_is_finite", "hygiene", F, "finite inputs give finite logits"),
     ("inputs_not_mutated", "hygiene", F, "forward leaves its inputs and parameters untouched"),
+    ("batch_independence", "batch", F, "each row of batches of 7 to 256 equals that sample computed alone"),
+    ("nonfinite_sample_isolated", "batch", F, "a NaN or inf in one sample leaves the others unchanged"),
     ("benchmark", "benchmarks", None, "the timed configuration ran (timing is in benchmarks.json)"),
 )
 

@@ -1,0 +1,121 @@
+"""Every sample is computed on its own: the batch size and a neighbour's NaN change nothing.
+
+A backend that splits a batch into chunks (GEMM panels, fixed-size tiles, a loop over
+blocks of rows) has edges where one chunk ends and the next begins; one that reduces over
+the batch anywhere (a normalisation, a range scale, a softmax shift, a finiteness guard) lets
+one sample reach another. Neither shows in a comparison at one batch size, and no other
+check feeds the network a non-finite value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import NetSpec
+from harness.backend import Backend, Capability, supports
+from harness.pytest_plugin import Checker
+from harness.testdata import data_away_from_kinks, random_images, random_params, random_target
+
+BATCHES = (7, 31, 33, 64, 65, 256)
+"""Batch sizes either side of the chunk sizes kernels use (32, 64), a small one and the benchmarks' largest."""
+CHUNK_EDGES = (8, 16, 32, 64, 128)
+
+
+def rows_computed_alone() -> list[int]:
+    """Rows that are also computed as a batch of 1: either side of every chunk edge, and each batch's last row."""
+    rows = {0, *(n - 1 for n in BATCHES)}
+    rows |= {row for edge in CHUNK_EDGES for row in (edge - 1, edge)}
+    return sorted(rows)
+
+
+@pytest.mark.requires("forward")
+def test_batch_independence(
+    backend: Backend, dtype: str, device: str, rng: np.random.Generator, conformance: Checker
+) -> None:
+    """Each row of a batch is the batch-of-1 result for that sample, at batch sizes 7 to 256.
+
+    One pool of 256 images: the batch of size n is its first n rows, so a row is computed
+    at every batch size that holds it. Each batch is compared, row for row, with the first n
+    rows of the batch of 256, and the rows of :func:`rows_computed_alone` with their
+    batch-of-1 results, at ``forward_values``' tolerance (a different batch size may take
+    another kernel, which rounds differently).
+    """
+    spec = NetSpec()
+    params = random_params(spec, rng, dtype)
+    pool = random_images(spec, max(BATCHES), rng, dtype)
+    tolerance = conformance.tolerance("forward_values")
+
+    def logits(n: int, rows: slice) -> np.ndarray:
+        # A copy: a backend that hands out one buffer twice fails outputs_not_aliased, not this check.
+        out = np.array(backend.forward(spec, params, pool[rows], device=device, dtype=dtype), copy=True)
+        if out.shape != spec.output_shape(n):
+            conformance.fail(f"forward of a batch of {n} returned shape {out.shape}, not {spec.output_shape(n)}")
+        return out
+
+    alone = {row: logits(1, slice(row, row + 1))[0] for row in rows_computed_alone()}
+    largest = logits(max(BATCHES), slice(None))
+    for n in BATCHES:
+        out = largest if n == max(BATCHES) else logits(n, slice(0, n))
+        rows = [row for row in alone if row < n]
+        reference = np.stack([alone[row] for row in rows]).astype(np.float64)
+        conformance.close(f"batch {n}, rows {rows} against each row alone", out[rows], reference, tolerance=tolerance)
+        if n != max(BATCHES):
+            first = largest[:n].astype(np.float64)
+            conformance.close(f"batch {n} against the first {n} rows of batch 256", out, first, tolerance=tolerance)
+
+
+NONFINITE = [pytest.param(value, id=name) for name, value in (("nan", np.nan), ("inf", np.inf), ("-inf", -np.inf))]
+BATCH, POISONED = 4, 1
+
+
+@pytest.mark.requires("forward")
+@pytest.mark.parametrize("value", NONFINITE)
+def test_nonfinite_sample_isolated(
+    backend: Backend, dtype: str, device: str, value: float, rng: np.random.Generator, conformance: Checker
+) -> None:
+    """A NaN or infinite pixel in one sample leaves every other sample's logits and input gradient finite and unchanged.
+
+    Sample 1 of 4 gets the value at one pixel; the other samples' results are compared with
+    those of the same call without it (``forward_values``' and ``gradients``' tolerances).
+    What the poisoned sample itself gives is not checked; that the input is left as given,
+    NaN included, is.
+    """
+    spec = NetSpec()
+    params, x = data_away_from_kinks(spec, BATCH, rng, dtype)
+    poisoned = x.copy()
+    poisoned[POISONED, 0, spec.height // 2, spec.width // 2] = value
+    given = poisoned.copy()
+    others = [i for i in range(BATCH) if i != POISONED]
+    what = f"a {value} pixel in sample {POISONED} of {BATCH}"
+
+    def require_finite(name: str, array: np.ndarray) -> None:
+        bad = int(np.sum(~np.isfinite(array)))
+        if bad:
+            conformance.fail(f"{what} made {bad}/{array.size} values of the other samples' {name} non-finite")
+
+    clean = np.array(backend.forward(spec, params, x, device=device, dtype=dtype), copy=True)
+    dirty = np.asarray(backend.forward(spec, params, poisoned, device=device, dtype=dtype))
+    require_finite("logits", dirty[others])
+    conformance.close(
+        f"other samples' logits with {what}",
+        dirty[others],
+        np.asarray(clean, np.float64)[others],
+        tolerance=conformance.tolerance("forward_values"),
+    )
+    if supports(backend, Capability.BACKWARD):
+        target = random_target(spec, "cross_entropy", BATCH, rng, dtype)
+        run = {"loss": "cross_entropy", "device": device, "dtype": dtype}
+        _, clean_grads = backend.gradients(spec, params, x, target, **run)  # type: ignore[attr-defined]
+        clean_input_grad = np.array(clean_grads["input"], np.float64)
+        _, dirty_grads = backend.gradients(spec, params, poisoned, target, **run)  # type: ignore[attr-defined]
+        grad = np.asarray(dirty_grads["input"])[others]
+        require_finite("input gradients", grad)
+        conformance.close(
+            f"other samples' d cross_entropy / d input with {what}",
+            grad,
+            clean_input_grad[others],
+            tolerance=conformance.tolerance("gradients"),
+        )
+    if not np.array_equal(poisoned, given, equal_nan=True):
+        conformance.fail(f"with {what}, the backend modified its input images")
