@@ -17,7 +17,7 @@ from torch._dynamo.utils import counters
 import backends.compiled as compiled
 from backends.compiled import CompiledBackend
 from backends.eager import EagerBackend
-from harness import SEED_SPEC, Capability, PluginError, load_backends
+from harness import SEED_SPEC, Capability, NetSpec, PluginError, load_backends
 from harness.testdata import random_images, random_params, random_target
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
@@ -180,7 +180,15 @@ def test_prepared_net_runs_on_device_tensors(compile_backend: CompiledBackend, p
     prepared.train_step(x, target, loss="cross_entropy", lr=0.05)
     expected = EAGER.train_step(SEED_SPEC, params, x, target, loss="cross_entropy", lr=0.05, device="cpu", dtype=DTYPE)
     assert_close(prepared.parameters()["conv1.weight"], expected["conv1.weight"])
-    assert prepared.compile_seconds >= 0.0
+    # compile_seconds counts exactly the calls that compiled: a spec new to the session compiles
+    # its forward graph, and a second net of that spec reuses it (dynamo shares graphs).
+    fresh = NetSpec(num_classes=3)
+    fresh_params = random_params(fresh, np.random.default_rng(5), DTYPE)
+    first, second = (compile_backend.prepare(fresh, fresh_params, device="cpu", dtype=DTYPE) for _ in range(2))
+    first.forward(torch.from_numpy(random_images(fresh, 7, np.random.default_rng(6), DTYPE)))
+    assert first.compile_seconds > 0 and all(fresh.describe() in label for label in first.times), first.times
+    second.forward(torch.from_numpy(random_images(fresh, 7, np.random.default_rng(7), DTYPE)))
+    assert second.compile_seconds == 0.0, second.times
 
 
 # -- availability: a real look for the C++ compiler -----------------------------------------

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from backends.eager import EagerBackend, Net
-from harness import NetSpec
+from backends.eager import EagerBackend, Net, build_net
+from harness import NetSpec, oracle
+from harness.testdata import random_images, random_params
 
 
 def seed_model(num_classes: int) -> nn.Sequential:
@@ -68,11 +69,21 @@ def test_forward_matches_the_seed_model_on_the_same_weights() -> None:
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 def test_hidden_activation_follows_the_spec(activation: str) -> None:
-    net = Net(NetSpec(activation=activation))
-    x = torch.randn(2, 3, 40, 40)
-    layers = net.forward_layers(x)
-    expected = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[activation](layers["fc1"])
-    torch.testing.assert_close(layers["fc1.act"], expected)
+    """Every layer, the conv stages' activations included, against the oracle's from the same input.
+
+    The reference is computed independently of the net (not from the net's own pre-activations),
+    so a wrong function, a missing activation or one in the wrong place all fail.
+    """
+    spec = NetSpec(activation=activation)
+    rng = np.random.default_rng(0)
+    params, x = random_params(spec, rng), random_images(spec, 2, rng)
+    net = build_net(spec, params, "cpu", "float64")
+    with torch.no_grad():
+        layers = {name: t.numpy() for name, t in net.forward_layers(torch.from_numpy(x)).items()}
+    expected = oracle.forward_layers(spec, params, x)
+    assert list(layers) == list(expected)
+    for name, reference in expected.items():
+        np.testing.assert_allclose(layers[name], reference, rtol=1e-10, atol=1e-12, err_msg=name)
     assert "fc3.act" not in layers
 
 
