@@ -18,7 +18,8 @@ offline through onnxscript, a few seconds), fully checked and written atomically
 Sessions run with onnxruntime's default graph optimizations (``ORT_ENABLE_ALL``: constant
 folding, Conv+ReLU fusion, weight pre-packing), which initializers allow; so the checks of
 ``forward`` and of the fast path check the optimized graph, and an onnxruntime fusion bug
-fails a check. The input is named ``input``, its batch axis ``batch`` (dynamic). Sessions
+fails a check. Intra-op threads follow torch's, so a benchmark's ``threads`` holds for onnx
+too. The input is named ``input``, its batch axis ``batch`` (dynamic). Sessions
 are cached per model and provider (``CPUExecutionProvider``, or ``CUDAExecutionProvider``
 for ``device="cuda"`` where this onnxruntime has it), other weights in a small LRU cache.
 
@@ -107,6 +108,8 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # as deployed
+        # torch's intra-op threads (a benchmark's `threads`): the physical cores by default, as onnxruntime's own.
+        options.intra_op_num_threads = torch.get_num_threads()
         providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
         try:
             source = model_bytes if model_bytes is not None else str(self.path)

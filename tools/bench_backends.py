@@ -19,8 +19,14 @@ order that alternates between rounds, after warm-up calls. Printed per workload:
 and the interquartile range (25%-75%) of every timed call, and the ratio to its reference
 as the ratio of medians and as the median of per-round ratios (steadier on a busy machine).
 ``--clock cpu`` times process CPU time instead of wall time: on an oversubscribed machine it
-leaves out time spent waiting for a core (use it with ``--threads 1``; runtimes that spin
-while waiting, as onnxruntime's thread pool does, count the spinning). The 1-minute load
+leaves out time spent waiting for a core. Use it single-threaded, or threads that spin while
+waiting are counted as work::
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+        .venv/bin/python tools/bench_backends.py --threads 1 --clock cpu
+
+(``--threads`` sets onnxruntime's intra-op threads too: the onnx backend follows torch's,
+and the plain session is given the same number). The 1-minute load
 average is printed at the start and end. Nothing is asserted: the bars the issue sets are
 printed as "meets" or "MISSES".
 """
@@ -82,8 +88,12 @@ def plain_module(spec: NetSpec, params: dict[str, np.ndarray], device: str) -> n
     return module.to(device)
 
 
-def plain_onnx_session(module: nn.Module, spec: NetSpec, directory: str) -> Any:
-    """``torch.onnx.export`` with its defaults (weights as initializers), opened with default options."""
+def plain_onnx_session(module: nn.Module, spec: NetSpec, directory: str, threads: int) -> Any:
+    """``torch.onnx.export`` with its defaults (weights as initializers), opened with default options.
+
+    ``threads`` (when not 0) sets the session's intra-op threads, as ``--threads`` sets torch's
+    and, through it, the onnx backend's.
+    """
     import contextlib
     import io
     import logging
@@ -100,10 +110,13 @@ def plain_onnx_session(module: nn.Module, spec: NetSpec, directory: str) -> Any:
             module.cpu().eval(), (example,), path, dynamo=True, input_names=["input"],
             dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), external_data=False,
         )  # fmt: skip
-    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def workloads_for(batch: int, device: str, names: list[str], directory: str) -> list[Workload]:
+def workloads_for(batch: int, device: str, names: list[str], directory: str, threads: int) -> list[Workload]:
     spec = NetSpec()
     rng = np.random.default_rng([batch, 2024])
     params = random_params(spec, rng, "float32")
@@ -127,7 +140,7 @@ def workloads_for(batch: int, device: str, names: list[str], directory: str) -> 
 
     found = [Workload("plain torch forward", plain_forward), Workload("plain torch train_step", plain_step)]
     if "onnx" in names and device == "cpu":
-        session = plain_onnx_session(plain_module(spec, params, "cpu"), spec, directory)
+        session = plain_onnx_session(plain_module(spec, params, "cpu"), spec, directory, threads)
         found.append(Workload("plain ort forward", lambda: session.run(None, {"input": x})))
     registry = load_backends()
     for name in names:
@@ -215,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         for batch in (int(b) for b in args.batches.split(",")):
             start_load = load_average()
             print(f"\nbatch {batch} (float32; load average at start {start_load})")
-            workloads = workloads_for(batch, args.device, names, directory)
+            workloads = workloads_for(batch, args.device, names, directory, args.threads)
             measure(workloads, args.rounds, args.repeats, args.warmup, clock)
             results[batch] = report(batch, workloads)
             print(f"  load average at end {load_average()}")
