@@ -20,9 +20,9 @@ one thread, batch 64, per step): the two convolutions' forward (~8 ms) and backw
 (~15 ms) and the pooling forward are the same oneDNN/ATen kernels in both, about 80% of the
 step; inductor can fuse only the ReLUs into the pooling and the ReLU backward into its
 neighbours (~2-3 ms of memory passes), and it adds ~0.6 ms of guards, AOTAutograd wrappers
-and layout copies around the graph. So it reaches parity at best: 0.96x eager's CPU time at
-batch 64, 1.01x at 256, 1.18x at batch 1 where the fixed overhead dominates (see the README
-for the current numbers).
+and layout copies around the graph. So it gains little: 0.95x eager's CPU time at batch 64,
+0.94x at 256, and 1.3x at batch 1, where that fixed overhead dominates (tools/bench_backends.py
+on one thread; the README records the run).
 
 Declared: forward, intermediates, backward and train_step, in float32, the dtype
 ``torch.compile`` is used for. Not declared: ``init`` (compiled random number generation
