@@ -59,8 +59,8 @@ VALUE_FAMILIES = ("forward", "fast path", "gradients", "losses", "training")
 
 def cmd_checks(args: argparse.Namespace) -> int:
     """List every conformance check: family, capability, configurations, default tolerances."""
-    from harness.checks import CHECKS, suite_configurations
-    from harness.spec import DTYPES
+    from harness.checks import CHECKS, FULL_PRECISIONS, suite_configurations
+    from harness.precision import PRECISIONS
     from harness.tolerances import ULP_TOLERANCES, default_tolerance
 
     configurations = suite_configurations(_suites_dir())
@@ -72,10 +72,11 @@ def cmd_checks(args: argparse.Namespace) -> int:
             for axis in configurations.get(info.name, []):
                 print(f"      {axis}")
             if info.family in VALUE_FAMILIES or info.name in ("activation_values", "activation_derivatives"):
+                precisions = list(PRECISIONS) if info.at_every_precision else list(FULL_PRECISIONS)
                 if info.name == "activation_values":
-                    limits = ", ".join(f"{d}: {ULP_TOLERANCES[d]:g} ulp" for d in DTYPES)
+                    limits = ", ".join(f"{d}: {ULP_TOLERANCES[d]:g} ulp" for d in precisions)
                 else:
-                    limits = "; ".join(f"{d}: {default_tolerance(info.name, d)}" for d in DTYPES)
+                    limits = "; ".join(f"{d}: {default_tolerance(info.name, d)}" for d in precisions)
                 print(f"      default tolerance: {limits}")
     return 0
 

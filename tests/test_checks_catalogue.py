@@ -6,6 +6,7 @@ import pytest
 
 from harness.checks import CHECKS, suite_configurations
 from harness.cli import main
+from harness.tolerances import default_tolerance
 from tests.conftest import ROOT
 
 
@@ -20,5 +21,6 @@ def test_netharness_checks_lists_families_configurations_and_tolerances(capsys: 
     for name in CHECKS:
         assert f"  {name}  (needs " in out
     assert "batch: batch1, batch7, batch64" in out
-    assert "float32: rtol=0.001, atol=0.0001*max|expected|" in out  # gradients' float32 row
+    assert f"float32: {default_tolerance('gradients', 'float32')}" in out
+    assert f"bfloat16: {default_tolerance('forward_values', 'bfloat16')}" in out
     assert "float32: 8 ulp" in out
