@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.bench import PEAK_ENV
 from harness.errors import UsageError
 from harness.manager import load_backends
 from harness.results import git_commit, run_start_record
@@ -135,6 +137,7 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
                     ]
                     results = checks
                     step_env = {**env, "NETHARNESS_BENCH_SECONDS": "0.2" if args.quick else "1.0"}
+                    step_env[PEAK_ENV] = peak_once()
                 outcome = run_step(
                     [*pytest_args, *common, f"--backend={name}"],
                     results,
@@ -183,6 +186,15 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
                 print(f"netharness: the previous run's report is kept in {out / PREVIOUS}", flush=True)
         print(f"netharness: {out / 'summary.md'}\nnetharness: {out / 'report.html'}", flush=True)
         return status
+
+
+@functools.cache
+def peak_once() -> str:
+    """This machine's CPU matmul peak, measured once per run and handed to every benchmark step,
+    so one run's backends share one figure (each process measuring its own gave 58-159 GFLOP/s)."""
+    from harness.bench import measure_peak_gflops
+
+    return repr(measure_peak_gflops())
 
 
 def verdict_problems(steps: list[tuple[str, str, StepOutcome]], selected: list[str], *, strict: bool) -> list[str]:

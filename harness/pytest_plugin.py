@@ -165,9 +165,10 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     """Store the peak, thread count and commit with pytest-benchmark's machine info (netharness runs only)."""
     if STATE_KEY not in config.stash:
         return
-    from harness.bench import thread_count
+    from harness.bench import device_info, thread_count
     from harness.results import git_commit
 
+    machine_info.update(device_info(harness_state(config).device))
     machine_info["netharness_peak_gflops"] = machine_peak_gflops(config)
     machine_info["netharness_threads"] = thread_count()
     machine_info["netharness_commit"] = git_commit()
