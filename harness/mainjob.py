@@ -138,6 +138,8 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
                     results = checks
                     step_env = {**env, "NETHARNESS_BENCH_SECONDS": "0.2" if args.quick else "1.0"}
                     step_env[PEAK_ENV] = peak_once()
+                    if args.quick:
+                        step_env["NETHARNESS_BENCH_PRECISIONS"] = "float32,bfloat16"
                 outcome = run_step(
                     [*pytest_args, *common, f"--backend={name}"],
                     results,

@@ -43,7 +43,11 @@ from harness.testdata import as_float64, random_images, random_params, random_ta
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 64, 256)]
 PHASES = [pytest.param(p, id=p) for p in BENCH_PHASES]
-DTYPES = [pytest.param("float32", id="float32")]
+PRECISIONS_ENV = "NETHARNESS_BENCH_PRECISIONS"
+BENCH_PRECISIONS = os.environ.get(PRECISIONS_ENV, "float32,bfloat16,float16,tf32").split(",")
+"""Precisions timed (where a backend declares them), so reduced precision's speed sits beside float32's;
+float64 is never timed. ``netharness run --quick`` times float32 and bfloat16."""
+DTYPES = [pytest.param(p.strip(), id=p.strip()) for p in BENCH_PRECISIONS if p.strip()]
 TARGET_SECONDS = float(os.environ.get("NETHARNESS_BENCH_SECONDS", "1.0"))
 """Steady-state time aimed for per benchmark; rounds = TARGET_SECONDS / first-call estimate, within [5, 200]."""
 
@@ -147,7 +151,7 @@ def test_benchmark(
 ) -> None:
     dtype = bench_dtype
     if dtype not in backend.dtypes:
-        pytest.skip(f"backend {backend.name!r} does not support {dtype}")
+        pytest.skip(f"backend {backend.name!r} does not declare precision {dtype}")
     capability = Capability.FORWARD if phase == "forward" else Capability.TRAIN_STEP
     if not supports(backend, capability):
         pytest.skip(f"backend {backend.name!r} does not declare capability {capability.value!r}")
