@@ -57,6 +57,7 @@ def _context(data: ReportData, links: dict[str, str]) -> dict[str, Any]:
         "headroom_svg": Markup(plots.headroom_svg(conf)) if conf["headroom"].notna().any() else "",
         "has_benchmarks": not bench.empty,
         "speedup_table": None,
+        "precision_table": None,
         "speedup_note": data.speedup_note,
         "seed": BOOTSTRAP_SEED,
         "resamples": BOOTSTRAP_RESAMPLES,
@@ -83,6 +84,8 @@ def _context(data: ReportData, links: dict[str, str]) -> dict[str, Any]:
         )
         if not data.speedups.empty:
             context["speedup_table"] = htmltable.speedup_html_table(data.speedups)
+        if not data.precision_speedups.empty:
+            context["precision_table"] = htmltable.precision_html_table(data.precision_speedups)
     return context
 
 

@@ -146,13 +146,26 @@ def setup_html_table(bench: pd.DataFrame, links: dict[str, str]) -> Table:
 
 def speedup_html_table(speedups: pd.DataFrame) -> Table:
     """Speedup against eager with its interval; coloured only when the interval excludes 1."""
+    names = ["device", "dtype", "phase", "batch", "threads", "backend"]
+    return _ratio_table(speedups, "speedup-table", names, BASELINE_BACKEND, "eager_median_s", "backend")
+
+
+def precision_html_table(speedups: pd.DataFrame) -> Table:
+    """Each reduced precision's speed against the same backend's float32, with its interval."""
+    names = ["backend", "device", "phase", "batch", "threads", "dtype"]
+    return _ratio_table(speedups, "precision-table", names, "float32", "float32_median_s", "dtype")
+
+
+def _ratio_table(
+    speedups: pd.DataFrame, table_id: str, names: list[str], baseline: str, baseline_column: str, subject: str
+) -> Table:
     several = speedups["machine"].nunique() > 1
-    names = (["machine"] if several else []) + ["device", "phase", "batch", "threads", "backend"]
+    names = (["machine"] if several else []) + names
     table = Table(
-        "speedup-table",
+        table_id,
         [
             head(*names)
-            + [Cell(f"{BASELINE_BACKEND} median", header=True), Cell("backend median", header=True)]
+            + [Cell(f"{baseline} median", header=True), Cell(f"{subject} median", header=True)]
             + [Cell("speedup", header=True), Cell("95% interval", header=True)]
             + head("verdict", "stability")
         ],
@@ -160,13 +173,13 @@ def speedup_html_table(speedups: pd.DataFrame) -> Table:
     for row in speedups.itertuples():
         warnings = []
         if row.baseline_unstable:
-            warnings.append(f"{UNSTABLE_MARK} {BASELINE_BACKEND} baseline unstable: {row.baseline_unstable}")
+            warnings.append(f"{UNSTABLE_MARK} {baseline} baseline unstable: {row.baseline_unstable}")
         if row.unstable:
-            warnings.append(f"{UNSTABLE_MARK} {row.backend} unstable: {row.unstable}")
+            warnings.append(f"{UNSTABLE_MARK} {getattr(row, subject)} unstable: {row.unstable}")
         state = SPEEDUP_STATE.get(str(row.verdict), "")
         table.body.append(
             [text(getattr(row, name)) for name in names]
-            + [Cell(duration(row.eager_median_s)), Cell(duration(row.median_s))]
+            + [Cell(duration(getattr(row, baseline_column))), Cell(duration(row.median_s))]
             + [Cell(times(row.speedup), state), Cell(interval(row.ci_low, row.ci_high) or "no raw timings")]
             + [
                 text(row.verdict if not pd.isna(row.ci_low) else "no interval", cls=f"text {state}".strip()),

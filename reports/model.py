@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from reports.load import Results
-from reports.stats import BASELINE_BACKEND, speedup_frame
+from reports.stats import BASELINE_BACKEND, precision_speedup_frame, speedup_frame
 from reports.tables import benchmark_frame, conformance_frame
 
 
@@ -19,6 +19,8 @@ class ReportData:
     speedups: pd.DataFrame
     speedup_note: str
     """Why there are no speedups, when there are none ('' otherwise)."""
+    precision_speedups: pd.DataFrame
+    """Each reduced precision against the same backend's float32."""
 
 
 def report_data(results: Results) -> ReportData:
@@ -32,4 +34,4 @@ def report_data(results: Results) -> ReportData:
         note = f"no {BASELINE_BACKEND} benchmark results, and speedups are measured against {BASELINE_BACKEND}"
     elif speedups.empty:
         note = f"no other backend was benchmarked at a configuration {BASELINE_BACKEND} was benchmarked at"
-    return ReportData(results, bench, conf, speedups, note)
+    return ReportData(results, bench, conf, speedups, note, precision_speedup_frame(bench))

@@ -161,18 +161,19 @@ def headroom_svg(conf: pd.DataFrame) -> str:
 
 
 def _series(frame: pd.DataFrame) -> Iterator[tuple[str, str, int, pd.DataFrame]]:
-    """(label, backend, variant, rows) per backend, and per machine/device when there are several.
+    """(label, backend, variant, rows) per backend, and per precision, machine and device when there are several.
 
-    ``variant`` numbers the machine/device pairs, so that one backend's series on two machines
-    share a colour and differ in line style or hatch.
+    ``variant`` numbers the (machine, device, precision) triples, so that one backend's series
+    on two machines or at two precisions share a colour and differ in line style or hatch.
     """
-    several_machines = frame["machine"].nunique() > 1
-    several_devices = frame["device"].nunique() > 1
-    variants = {pair: i for i, pair in enumerate(sorted(set(zip(frame["machine"], frame["device"]))))}
-    for (backend, machine, device), rows in frame.groupby(["backend", "machine", "device"], sort=True):
-        extra = [str(machine)] * several_machines + [str(device)] * several_devices
+    keys = [key for key in ("machine", "device", "dtype") if key in frame]
+    several = {key: frame[key].nunique() > 1 for key in keys}
+    variants = {triple: i for i, triple in enumerate(sorted(set(zip(*(frame[k].astype(str) for k in keys)))))}
+    for group, rows in frame.groupby(["backend", *keys], sort=True):
+        backend, values = group[0], [str(v) for v in group[1:]]
+        extra = [value for key, value in zip(keys, values) if several[key]]
         label = f"{backend} ({', '.join(extra)})" if extra else str(backend)
-        yield plot_text(label), str(backend), variants[(machine, device)], rows
+        yield plot_text(label), str(backend), variants[tuple(values)], rows
 
 
 def _quartile_bars(series: pd.DataFrame) -> np.ndarray | None:

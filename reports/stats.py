@@ -78,10 +78,26 @@ def speedup_interval(
 
 def speedup_frame(bench: pd.DataFrame) -> pd.DataFrame:
     """Speedup of every backend against eager at the same machine, device, dtype, threads, phase, batch."""
+    return _speedups(bench, SPEEDUP_KEY, "backend", BASELINE_BACKEND, "eager_median_s")
+
+
+PRECISION_KEY = ["machine", "device", "threads", "phase", "batch", "backend"]
+BASELINE_PRECISION = "float32"
+
+
+def precision_speedup_frame(bench: pd.DataFrame) -> pd.DataFrame:
+    """Speedup of each reduced precision against the same backend's float32, at the same configuration."""
+    return _speedups(bench, PRECISION_KEY, "dtype", BASELINE_PRECISION, "float32_median_s")
+
+
+def _speedups(bench: pd.DataFrame, key: list[str], axis: str, baseline: str, baseline_column: str) -> pd.DataFrame:
+    """Within each ``key`` group, every row's speedup against the row whose ``axis`` is ``baseline``."""
+    other = "dtype" if axis == "backend" else "backend"
+    ordered = [*key, axis] if other in key else [*key, other, axis]
+    ordered = list(dict.fromkeys(ordered))
     columns = [
-        *SPEEDUP_KEY,
-        "backend",
-        "eager_median_s",
+        *ordered,
+        baseline_column,
         "median_s",
         "speedup",
         "ci_low",
@@ -94,30 +110,29 @@ def speedup_frame(bench: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     frame = pooled(bench)
     rows = []
-    for key, group in frame.groupby(SPEEDUP_KEY, dropna=False, sort=True):
-        eager = group[group["backend"] == BASELINE_BACKEND]
-        if eager.empty:
+    for _, group in frame.groupby(key, dropna=False, sort=True):
+        base = group[group[axis] == baseline]
+        if base.empty:
             continue
-        eager_timings = eager["timings"].iloc[0]
-        eager_median = float(eager["median_s"].iloc[0])
-        eager_unstable = str(eager["unstable"].iloc[0])
-        for _, row in group[group["backend"] != BASELINE_BACKEND].iterrows():
-            interval = speedup_interval(eager_timings, row["timings"])
+        base_timings = base["timings"].iloc[0]
+        base_median = float(base["median_s"].iloc[0])
+        base_unstable = str(base["unstable"].iloc[0])
+        for _, row in group[group[axis] != baseline].iterrows():
+            interval = speedup_interval(base_timings, row["timings"])
             estimate = interval.estimate
             if math.isnan(estimate):  # no raw timings: the medians pytest-benchmark reported
-                estimate = eager_median / float(row["median_s"])
+                estimate = base_median / float(row["median_s"])
             rows.append(
                 [
-                    *key,
-                    row["backend"],
-                    eager_median,
+                    *(row[name] for name in ordered),
+                    base_median,
                     row["median_s"],
                     estimate,
                     interval.low,
                     interval.high,
                     speedup_verdict(interval.low, interval.high),
                     str(row["unstable"]),
-                    eager_unstable,
+                    base_unstable,
                 ]
             )
     result = pd.DataFrame(rows, columns=columns)

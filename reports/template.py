@@ -198,6 +198,13 @@ for each resample. A speedup is coloured as faster or slower only when its inter
 {% else %}
 <p class="note" id="no-speedup">No speedup: {{ speedup_note }}</p>
 {% endif %}
+{% if precision_table %}
+<h3 id="precision-speed">Reduced precision against float32</h3>
+<p class="note">Speedup = median float32 time / median time at the precision, for the same backend, machine,
+device, threads, phase and batch, with the same bootstrap interval. The errors each precision is allowed are in
+the conformance matrix (docs/tolerances.md).</p>
+<div class="scroll">{{ table(precision_table) }}</div>
+{% endif %}
 
 <h3 id="latency">Median latency (ms)</h3>
 <div class="scroll">{{ table(latency_table) }}</div>

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 from pathlib import Path
 
@@ -166,3 +168,24 @@ def test_a_backend_one_precision_lower_than_it_declares_fails(
     out = result.stdout.str()
     assert "consistent with float32 arithmetic" in out
     assert "consistent with tf32 or float16 arithmetic" in out
+
+
+def test_the_report_sets_each_reduced_precision_against_the_same_backends_float32(tmp_path: Path) -> None:
+    from reports.commands import cmd_report
+    from reports.load import load_results
+    from reports.model import report_data
+    from tests.fixtures.reports.generate import benchmark, benchmark_file, data
+
+    rows = [
+        benchmark("eager", "forward", 64, data(0.004)),
+        benchmark("eager", "forward", 64, data(0.002), dtype="bfloat16"),
+        benchmark("eager", "forward", 64, data(0.004, spread=0.5), dtype="float16"),
+    ]
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(benchmark_file("vm1", rows)))
+    frame = report_data(load_results([str(path)])).precision_speedups.set_index("dtype")
+    assert frame.loc["bfloat16", "speedup"] == pytest.approx(2.0, rel=0.05)
+    assert frame.loc["bfloat16", "verdict"] == "faster"
+    assert frame.loc["bfloat16", "ci_low"] > 1.0
+    cmd_report(argparse.Namespace(results=[str(path)], out=str(tmp_path / "r")))
+    assert 'id="precision-table"' in (tmp_path / "r" / "report.html").read_text(encoding="utf-8")

@@ -251,7 +251,7 @@ def test_a_speedup_whose_interval_spans_one_is_neither_a_win_nor_a_loss(six: Rep
     table = html[html.index('<table id="speedup-table"') :].split("</table>")[0]
     for row in table.split("<tr>")[2:]:
         cells = re.findall(r'<td class="([^"]*)"', row)
-        speedup_class = cells[7]  # after device, phase, batch, threads, backend and the two medians
+        speedup_class = cells[8]  # after device, dtype, phase, batch, threads, backend and the two medians
         if ">mlx<" in row:
             assert speedup_class == "", "no colour for an unclear speedup"
         elif ">compile<" in row:
