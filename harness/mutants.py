@@ -15,6 +15,8 @@ gradients and the training step all see the same bug, as they would in a real ba
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from backends.eager import EagerBackend, Net, torch_dtype
+from backends.eager import EagerBackend, Net, to_numpy, torch_dtype
 from harness import NetSpec, hookimpl
 
 Params = dict[str, np.ndarray]
@@ -37,6 +39,10 @@ class Mutant(EagerBackend):
     """Which part of the suite the defect targets (shapes, forward, gradients, init, ...)."""
     caught_by = ""
     """The check that must fail on this mutant."""
+    affects: tuple[str, ...] = ("float32", "float64")
+    """The precisions the defect is in: each of them must catch it, float32 unless ``float32_hides``."""
+    float32_hides = ""
+    """Why float32 cannot catch this defect although it is there too (empty if float32 catches it)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,6 +127,106 @@ class _ReluMaskNet(MutantNet):
         return out
 
 
+class _RangeScaledConvNet(MutantNet):
+    def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        # Scale the batch into [-1, 1] by a power of two (exact) for a narrow-range kernel, and back:
+        # one scale for the whole batch, so one sample's inf or NaN reaches every other's.
+        layer = getattr(self, name)
+        largest = x.detach().abs().amax().clamp(min=1e-30)
+        scale = torch.exp2(-torch.ceil(torch.log2(largest)))
+        return F.conv2d(x * scale, layer.weight, layer.bias * scale) / scale
+
+
+class _SeedPoolNet(MutantNet):
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        return F.max_pool2d(x, 2)  # the seed's window, whatever the spec says
+
+
+class _CeilModePoolNet(MutantNet):
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        return F.max_pool2d(x, window, ceil_mode=True)  # a ragged edge makes a window of its own
+
+
+class _Kernel5CropNet(MutantNet):
+    def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        return super().conv(name, x)[..., : height - 4, : width - 4]  # output size of a 5x5 kernel
+
+
+class _SeedHiddenActsNet(MutantNet):
+    def forward_layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name, stage in zip(self.spec.conv_names, self.spec.conv_stages):
+            x = out[name] = self.conv(name, x)
+            x = out[f"{name}.act"] = self.act(x)
+            x = out[f"{name}.pool"] = self.pool(x, stage.pool)
+        x = out["flatten"] = self.flatten(x)
+        last = self.spec.linear_names[-1]
+        for name in self.spec.linear_names:
+            x = self.linear(name, x)
+            if name != last:
+                out[name] = x
+                x = out[f"{name}.act"] = self.act(x) if name in ("fc1", "fc2") else x  # the seed's hidden layers
+        out[last] = self.logits(x)
+        return out
+
+
+class _CroppedIndexMaxPool(torch.autograd.Function):
+    """Max pooling whose backward scatters window indices of the cropped map into the full one."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, window: int) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        cropped = x[..., : height // window * window, : width // window * window]
+        y, index = F.max_pool2d(cropped, window, return_indices=True)  # flat index into the cropped map
+        ctx.save_for_backward(index)
+        ctx.size = (height, width)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (index,) = ctx.saved_tensors
+        height, width = ctx.size
+        flat = grad.new_zeros((*grad.shape[:2], height * width))
+        flat.scatter_add_(2, index.flatten(2), grad.flatten(2))  # row stride of the cropped map, not width
+        return flat.view(*grad.shape[:2], height, width), None
+
+
+class _CroppedIndexPoolNet(MutantNet):
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        out: torch.Tensor = _CroppedIndexMaxPool.apply(x, window)
+        return out
+
+
+class _LastColumnGradient(torch.autograd.Function):
+    """The identity, whose backward drops the last column (a col2im range one short)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[..., -1] = 0
+        return grad
+
+
+class _LastColumnGradientNet(MutantNet):
+    def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if name == self.spec.conv_names[0]:
+            x = _LastColumnGradient.apply(x)
+        return super().conv(name, x)
+
+
+class _Bfloat16ConvNet(MutantNet):
+    def conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            return super().conv(name, x)
+        layer = getattr(self, name)  # "float32" convolutions run in bfloat16, as an autocast would
+        return F.conv2d(x.bfloat16(), layer.weight.bfloat16(), layer.bias.bfloat16()).float()
+
+
 class FlattenOrder(NetMutant):
     """flatten in (row, column, channel) order instead of NCHW's (channel, row, column)"""
 
@@ -167,6 +273,60 @@ class ReluBackwardMask(NetMutant):
     """ReLU backward masks on output >= 0 (always true) instead of input > 0"""
 
     defect, family, caught_by, net_class = "relu-backward", "gradients", "gradients", _ReluMaskNet
+
+
+class RangeScaledBatch(NetMutant):
+    """conv inputs scaled into [-1, 1] by one power of two for the whole batch: an inf or NaN reaches every sample"""
+
+    defect, family, caught_by, net_class = (
+        "batch-range-scale",
+        "batch",
+        "nonfinite_sample_isolated",
+        _RangeScaledConvNet,
+    )
+
+
+class SeedPoolWindow(NetMutant):
+    """max pooling always 2x2, whatever the spec's pool size"""
+
+    defect, family, caught_by, net_class = "pool-always-2", "spec fields", "forward_values", _SeedPoolNet
+
+
+class CeilModePool(NetMutant):
+    """max pooling in ceil mode: a ragged edge becomes a window of its own"""
+
+    defect, family, caught_by, net_class = "ceil-mode-pool", "spec fields", "forward_values", _CeilModePoolNet
+
+
+class Kernel5Crop(NetMutant):
+    """conv outputs cropped to the size a 5x5 kernel gives"""
+
+    defect, family, caught_by, net_class = "kernel-5-crop", "spec fields", "forward_values", _Kernel5CropNet
+
+
+class SeedHiddenActivations(NetMutant):
+    """the hidden activation applied after fc1 and fc2 only, the seed's two hidden layers"""
+
+    defect, family, caught_by, net_class = "seed-hidden-acts", "spec fields", "forward_values", _SeedHiddenActsNet
+
+
+class CroppedIndexPoolBackward(NetMutant):
+    """max-pool backward scatters indices of the cropped map into the full one: wrong rows past a ragged column"""
+
+    defect, family, caught_by, net_class = "pool-backward-stride", "spec fields", "gradients", _CroppedIndexPoolNet
+
+
+class LastColumnInputGradient(NetMutant):
+    """the input gradient misses the image's last column (a col2im range one short)"""
+
+    defect, family, caught_by, net_class = "input-grad-last-column", "gradients", "gradcheck", _LastColumnGradientNet
+
+
+class Bfloat16Conv(NetMutant):
+    """float32 convolutions computed in bfloat16 (a silent autocast)"""
+
+    defect, family, caught_by, net_class = "bfloat16-conv", "precision", "forward_values", _Bfloat16ConvNet
+    affects = ("float32",)
 
 
 # -- the backend's own methods -------------------------------------------------------------
@@ -234,6 +394,98 @@ class SigmoidDerivative(Mutant):
         return super().activation_grad(name, x)
 
 
+class ChunkTail(Mutant):
+    """forward in chunks of 32 rows; a partial last chunk runs as the batch's last 32 rows, and keeps their first"""
+
+    defect, family, caught_by = "chunk-tail", "batch", "batch_independence"
+    chunk = 32
+
+    def forward(self, spec: NetSpec, params: Params, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
+        n, chunk = len(x), self.chunk
+        if n <= chunk:
+            return super().forward(spec, params, x, device=device, dtype=dtype)
+        whole = n - n % chunk
+        parts = [
+            super().forward(spec, params, x[i : i + chunk], device=device, dtype=dtype) for i in range(0, whole, chunk)
+        ]
+        if n % chunk:  # a full-size chunk ending at the batch's end; its LAST n % chunk rows are the tail
+            parts.append(super().forward(spec, params, x[-chunk:], device=device, dtype=dtype)[: n % chunk])
+        return np.concatenate(parts)
+
+
+class BatchMaxSoftmax(Mutant):
+    """cross-entropy shifts every row by the batch's largest logit, not its own: one NaN row poisons them all"""
+
+    defect, family, caught_by = "batch-max-softmax", "batch", "nonfinite_sample_isolated"
+
+    def loss_tensor(self, loss: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if loss != "cross_entropy":
+            return super().loss_tensor(loss, logits, target)
+        return F.cross_entropy(logits - logits.detach().max(), target, reduction="sum")
+
+
+class SeedNamedSgd(Mutant):
+    """the SGD update touches the seed network's layers only (conv1, conv2, fc1 to fc3)"""
+
+    defect, family, caught_by = "sgd-seed-layers", "spec fields", "train_step"
+
+    def sgd_update(self, net: Net, lr: float) -> None:
+        with torch.no_grad():
+            for name, p in net.named_parameters():
+                if name.split(".")[0] in ("conv1", "conv2", "fc1", "fc2", "fc3") and p.grad is not None:
+                    p.add_(p.grad, alpha=-lr)
+
+
+class TanhTailDerivative(Mutant):
+    """activation_grad('tanh') flushed to 0 for |x| > 12"""
+
+    defect, family, caught_by = "tanh-tail-derivative", "activations", "activation_derivatives"
+    float32_hides = "float32 tanh(x) rounds to 1 past |x| ~ 9, where 1 - tanh(x)^2 is already 0 in any float32 backend"
+
+    def activation_grad(self, name: str, x: np.ndarray) -> np.ndarray:
+        grad = super().activation_grad(name, x)
+        if name == "tanh":
+            grad[np.abs(x) > 12] = 0
+        return grad
+
+
+class StorageOrderInput(Mutant):
+    """forward reads the input's buffer in storage order as if C-ordered (Fortran or channels-last arrays scramble)"""
+
+    defect, family, caught_by = "storage-order-input", "layouts", "input_layouts"
+
+    def forward(self, spec: NetSpec, params: Params, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
+        flat = np.ravel(x, order="K")  # the buffer as native code would be handed it
+        return super().forward(spec, params, flat.reshape(x.shape), device=device, dtype=dtype)
+
+
+class NanToNumInPlace(Mutant):
+    """forward sanitises its input in place with np.nan_to_num(x, copy=False): read-only input raises"""
+
+    defect, family, caught_by = "nan-to-num-in-place", "layouts", "input_layouts"
+
+    def forward(self, spec: NetSpec, params: Params, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
+        if isinstance(x, np.ndarray):
+            np.nan_to_num(x, copy=False)
+        return super().forward(spec, params, x, device=device, dtype=dtype)
+
+
+class ReusedOutputBuffer(Mutant):
+    """forward returns one preallocated buffer per shape, which the next call overwrites"""
+
+    defect, family, caught_by = "reused-output-buffer", "layouts", "outputs_not_aliased"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffers: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
+
+    def forward(self, spec: NetSpec, params: Params, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
+        out = super().forward(spec, params, x, device=device, dtype=dtype)
+        buffer = self._buffers.setdefault((out.shape, out.dtype.str), np.empty_like(out))
+        np.copyto(buffer, out)
+        return buffer
+
+
 class InitMutant(Mutant):
     """Re-initialises the Net with a wrong scheme."""
 
@@ -294,6 +546,53 @@ class NonZeroBias(InitMutant):
             if isinstance(m, nn.Conv2d):
                 bound = 1 / np.sqrt(m.weight[0].numel())
                 nn.init.uniform_(m.bias, -bound, bound)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class SeededInitMutant(Mutant):
+    """Initialises each layer (in the Net's order) after re-seeding torch with ``seed_for(seed, layer)``."""
+
+    family = "init"
+
+    def seed_for(self, seed: int, layer: int) -> int:
+        raise NotImplementedError
+
+    def init_params(self, spec: NetSpec, *, seed: int, dtype: str) -> Params:
+        with _seeded(seed):
+            net = Net(spec)
+        layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for i, module in enumerate(layers):
+            with _seeded(self.seed_for(seed, i)):
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                else:
+                    nn.init.xavier_uniform_(module.weight)
+        net = net.to(torch_dtype(dtype))
+        return {name: to_numpy(t) for name, t in net.state_dict().items()}
+
+
+class ReseededPerLayer(SeededInitMutant):
+    """init re-seeds torch with the seed before every layer: all layers start with the same draws"""
+
+    defect, caught_by = "reseeded-per-layer", "init_layers_independent"
+
+    def seed_for(self, seed: int, layer: int) -> int:
+        return seed
+
+
+class SeedPlusLayer(SeededInitMutant):
+    """layer i is initialised from seed + i: seed 1's conv1 draws what seed 0's conv2 drew"""
+
+    defect, caught_by = "seed-plus-layer", "init_seeds_independent"
+
+    def seed_for(self, seed: int, layer: int) -> int:
+        return seed + layer
 
 
 class NaiveSigmoid(Mutant):
@@ -395,6 +694,23 @@ MUTANTS: list[type[Mutant]] = [
     MeanLoss,
     AscentStep,
     JitteryForward,
+    ChunkTail,
+    RangeScaledBatch,
+    BatchMaxSoftmax,
+    ReseededPerLayer,
+    SeedPlusLayer,
+    SeedPoolWindow,
+    CeilModePool,
+    Kernel5Crop,
+    SeedHiddenActivations,
+    CroppedIndexPoolBackward,
+    SeedNamedSgd,
+    LastColumnInputGradient,
+    TanhTailDerivative,
+    StorageOrderInput,
+    NanToNumInPlace,
+    ReusedOutputBuffer,
+    Bfloat16Conv,
 ]
 
 

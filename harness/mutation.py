@@ -22,21 +22,24 @@ from typing import Any, TextIO
 
 from harness.errors import HarnessError, UsageError
 from harness.locations import suites_dir
+from harness.manager import BUILTIN_PLUGINS
 from harness.mutants import MUTANTS, Mutant
 
 BASELINE = "eager"
 ROOT = Path(__file__).resolve().parent.parent
-# float64 only, and without the two slowest checks: no mutant needs them (checked by
-# tests/test_mutants.py, which asserts every mutant is still caught by this selection).
-DEFAULT_SELECTION = "float64 and not converges and not finite_differences"
+PRECISIONS = ("float32", "float64")
+"""Both full precisions: a defect that float32's wider tolerances hide shows as caught in float64 only."""
+# Without the two slowest checks: no mutant needs them (checked by tests/test_mutants.py, which
+# asserts every mutant is still caught by this selection, in the precisions it declares).
+DEFAULT_SELECTION = "(float32 or float64) and not converges and not finite_differences"
 CAUGHT_OUTCOMES = ("failed", "error")
 EXIT_SURVIVORS, EXIT_BASELINE_BROKEN = 1, 2
 
 
 def quick_selection(mutants: Sequence[type[Mutant]] = MUTANTS) -> str:
-    """Only the checks the mutants declare: float64, no variant specs, no batch 64, no finite differences."""
+    """Only the checks the mutants declare, in both precisions: no batch 64, no finite differences."""
     checks = " or ".join(f"test_{check}" for check in sorted({m.caught_by for m in mutants}))
-    return f"float64 and not variants and not batch64 and not finite_differences and ({checks})"
+    return f"(float32 or float64) and not batch64 and not finite_differences and ({checks})"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class MutantOutcome:
     expected: str
     caught_by: tuple[str, ...]
     ran: int
+    caught_in: tuple[str, ...] = ()
+    """The precisions in which some check failed on it, in :data:`PRECISIONS` order."""
+    affects: tuple[str, ...] = PRECISIONS
+    """The precisions the defect is in (see :attr:`harness.mutants.Mutant.affects`)."""
+    float32_hides: str = ""
+    """The mutant's own account of why float32 cannot catch it (empty if it claims float32 does)."""
 
     @property
     def caught(self) -> bool:
@@ -60,6 +69,17 @@ class MutantOutcome:
     @property
     def caught_as_declared(self) -> bool:
         return self.expected in self.caught_by
+
+    @property
+    def hidden_in(self) -> tuple[str, ...]:
+        """The precisions the defect is in that caught nothing."""
+        return tuple(p for p in self.affects if p not in self.caught_in)
+
+    @property
+    def precisions_as_declared(self) -> bool:
+        """Caught in every precision the defect is in, but float32 exactly when it says float32 hides it."""
+        expected_hidden = ("float32",) if self.float32_hides else ()
+        return self.hidden_in == expected_hidden and set(self.caught_in) <= set(self.affects)
 
 
 @dataclass
@@ -90,6 +110,7 @@ class MutationReport:
 def summarize(records: Iterable[dict[str, Any]], mutants: Sequence[type[Mutant]] = MUTANTS) -> MutationReport:
     """Group check records (in file order) by backend: which checks failed on each mutant."""
     failing: dict[str, list[str]] = {}
+    precisions: dict[str, set[str]] = {}
     ran: dict[str, int] = {}
     baseline_failures = []
     for record in records:
@@ -103,6 +124,7 @@ def summarize(records: Iterable[dict[str, Any]], mutants: Sequence[type[Mutant]]
             checks = failing.setdefault(backend, [])
             if record["check"] not in checks:
                 checks.append(record["check"])
+            precisions.setdefault(backend, set()).add(str(record.get("dtype", "")))
     outcomes = [
         MutantOutcome(
             name=f"mutant-{m.defect}",
@@ -110,6 +132,9 @@ def summarize(records: Iterable[dict[str, Any]], mutants: Sequence[type[Mutant]]
             expected=m.caught_by,
             caught_by=tuple(failing.get(f"mutant-{m.defect}", ())),
             ran=ran.get(f"mutant-{m.defect}", 0),
+            caught_in=tuple(p for p in PRECISIONS if p in precisions.get(f"mutant-{m.defect}", set())),
+            affects=m.affects,
+            float32_hides=m.float32_hides,
         )
         for m in mutants
     ]
@@ -124,14 +149,15 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def render(report: MutationReport) -> str:
-    """The table, one row per mutant, and the kill rate."""
-    header = ("mutant", "defect", "expected check", "caught", "first caught by")
+    """The table, one row per mutant, and the kill rate; under it, each defect float32 hides, and why."""
+    header = ("mutant", "defect", "expected check", "caught", "in", "first caught by")
     rows = [
         (
             m.name,
             m.description,
             m.expected,
             ("yes" if m.caught_as_declared else "yes*") if m.caught else "NO",
+            ",".join(p.removeprefix("float") for p in m.caught_in) or "-",
             m.first or ("-" if m.ran else "(did not run)"),
         )
         for m in report.mutants
@@ -145,6 +171,15 @@ def render(report: MutationReport) -> str:
     lines.append(f"caught {report.killed}/{n} (kill rate {rate:.0%}) in {report.seconds:.0f} s")
     if any(m.caught and not m.caught_as_declared for m in report.mutants):
         lines.append("yes*: caught, but not by the check it declares; the suite has moved, update the mutant")
+    lines.append("in: the precisions (32: float32, 64: float64) in which some check failed on the mutant")
+    for m in report.mutants:
+        for precision in m.hidden_in if m.caught else ():
+            why = (m.float32_hides if precision == "float32" else "") or "UNDECLARED: say why, or tighten the check"
+            lines.append(f"{precision} hides {m.name} ({m.description}): {why}")
+        if m.float32_hides and "float32" in m.caught_in:
+            lines.append(f"float32 catches {m.name} after all: drop its float32_hides ({m.float32_hides})")
+        if set(m.caught_in) - set(m.affects):
+            lines.append(f"{m.name} was caught in {', '.join(m.caught_in)}, beyond the precisions it affects")
     for m in report.survivors:
         lines.append(f"SURVIVED: {m.name} ({m.description}): no check failed; {m.expected} should have")
     if report.baseline_broken:
@@ -168,18 +203,21 @@ def plugin_site(directory: Path) -> Path:
 
 
 def child_environment(site: Path) -> dict[str, str]:
-    """Only eager and the mutants: the other built-ins are disabled, whatever else is asked.
+    """Only eager and the mutants, on one thread: the other built-ins are disabled, whatever else is asked.
 
     The child runs in a temporary directory, so every path it is given is absolute (a
     relative ``PYTHONPATH`` entry would otherwise name a directory inside that one).
     """
     env = dict(os.environ)
     disabled = {n.strip() for n in env.get("NETHARNESS_DISABLE_PLUGINS", "").split(",") if n.strip()}
-    disabled = (disabled | {"compile", "numpy", "onnx"}) - {BASELINE, "mutants"}
+    disabled = (disabled | set(BUILTIN_PLUGINS)) - {BASELINE, "mutants"}
     env["NETHARNESS_DISABLE_PLUGINS"] = ",".join(sorted(disabled))
     inherited = [str(Path(p).resolve()) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([str(site.resolve()), str(ROOT), *inherited])
     env["PYTHONUNBUFFERED"] = "1"
+    # Catching, not timing: one torch thread gives the same verdicts, and on a busy machine
+    # torch's spinning worker threads make each small call up to 100x slower.
+    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 

@@ -25,6 +25,7 @@ from harness.testdata import random_images, random_params, random_target
 pytestmark = pytest.mark.timeout(900)
 
 FAMILIES = {"shapes", "forward", "gradients", "init", "activations", "losses", "training", "hygiene"}
+FAMILIES |= {"batch", "spec fields", "layouts", "precision"}  # issue 14's property families
 
 
 @dataclass
@@ -53,7 +54,7 @@ def outcomes(records: list[dict[str, Any]], backend: str, check: str) -> set[obj
 
 def test_enough_mutants_covering_every_family() -> None:
     names = [f"mutant-{m.defect}" for m in MUTANTS]
-    assert len(MUTANTS) >= 15
+    assert len(MUTANTS) >= 35
     assert len(set(names)) == len(names), "two mutants share a defect name"
     assert {m.family for m in MUTANTS} >= FAMILIES
     assert all(m.caught_by and m.description() for m in MUTANTS)
@@ -106,6 +107,23 @@ def test_a_survivor_makes_the_run_fail() -> None:
     assert f"SURVIVED: mutant-{survivor.defect}" in table
 
 
+def test_the_precisions_that_catch_a_mutant_are_tabulated_and_a_float32_blind_spot_is_named() -> None:
+    declared = next(m for m in MUTANTS if m.float32_hides)
+    plain = next(m for m in MUTANTS if not m.float32_hides)
+
+    def failed(m: type[Mutant], dtype: str) -> dict[str, Any]:
+        return {**record(f"mutant-{m.defect}", m.caught_by, "failed"), "dtype": dtype}
+
+    report = summarize([failed(declared, "float64"), failed(plain, "float64")], [declared, plain])
+    assert [m.caught_in for m in report.mutants] == [("float64",), ("float64",)]
+    assert [m.precisions_as_declared for m in report.mutants] == [True, False]
+    table = render(report)
+    assert f"float32 hides mutant-{declared.defect} ({declared.description()}): {declared.float32_hides}" in table
+    assert f"float32 hides mutant-{plain.defect} ({plain.description()}): UNDECLARED" in table
+    both = summarize([failed(plain, "float32"), failed(plain, "float64")], [plain]).mutants[0]
+    assert both.caught_in == ("float32", "float64") and both.precisions_as_declared
+
+
 def test_a_failing_baseline_is_reported_before_survivors() -> None:
     mutant = MUTANTS[0]
     records = [record("eager", "gradients", "failed"), record(f"mutant-{mutant.defect}", "gradients", "failed")]
@@ -124,6 +142,15 @@ def test_mutant_is_caught_by_its_declared_check(mutant: type[Mutant], mutants_ru
     assert "failed" in got, f"{mutant.defect} ({mutant.description()}) survived {mutant.caught_by}: outcomes {got}"
 
 
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.defect)
+def test_mutant_is_caught_in_the_precisions_it_declares(mutant: type[Mutant], mutants_run: MutantsRun) -> None:
+    """float64 catches every mutant; float32 too, unless the mutant says why its tolerances cannot."""
+    outcome = summarize(mutants_run.records, [mutant]).mutants[0]
+    assert outcome.precisions_as_declared, (
+        f"{mutant.defect} caught in {outcome.caught_in}; declared float32_hides={mutant.float32_hides!r}"
+    )
+
+
 def test_eager_is_clean(mutants_run: MutantsRun) -> None:
     eager = [r for r in mutants_run.records if r.get("backend") == "eager"]
     assert eager, "eager ran no checks"
@@ -139,7 +166,12 @@ def test_command_prints_the_table_and_exits_0(mutants_run: MutantsRun) -> None:
     for mutant in MUTANTS:
         row = next(line for line in lines if line.startswith(f"mutant-{mutant.defect} "))
         assert mutant.caught_by in row and " yes " in row, row
+        caught_in = [p for p in mutant.affects if not (p == "float32" and mutant.float32_hides)]
+        assert f" {','.join(p.removeprefix('float') for p in caught_in)} " in row, row
+        if mutant.float32_hides:
+            assert f"float32 hides mutant-{mutant.defect} ({mutant.description()}): {mutant.float32_hides}" in lines
     assert f"caught {len(MUTANTS)}/{len(MUTANTS)} (kill rate 100%)" in mutants_run.output
+    assert "UNDECLARED" not in mutants_run.output
 
 
 def test_failure_message_says_how_bad_and_how_to_reproduce(mutants_run: MutantsRun) -> None:
