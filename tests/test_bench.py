@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.manager import BUILTIN_PLUGINS
 from tests.conftest import ROOT
 
 BENCH = ROOT / "suites" / "bench_net.py"
@@ -21,7 +22,11 @@ INPUT_BYTES_BATCH1 = 3 * 40 * 40 * 4
 
 
 def run_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"NETHARNESS_DISABLE_PLUGINS": "compile,numpy,onnx", "NETHARNESS_BENCH_SECONDS": "0.05"}
+    env = {
+        "NETHARNESS_DISABLE_PLUGINS": ",".join(name for name in BUILTIN_PLUGINS if name != "eager"),
+        "NETHARNESS_BENCH_SECONDS": "0.05",
+        "NETHARNESS_BENCH_PRECISIONS": "float32",  # the other precisions time the same code path
+    }
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(BENCH), "-p", "no:cacheprovider", "--backend=eager", *args],
         cwd=tmp_path,
