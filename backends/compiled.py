@@ -80,7 +80,17 @@ from typing import Any
 
 import numpy as np
 
-from backends.eager import Net, build_net, loss_target, to_numpy, to_tensor, torch, torch_dtype, torch_loss
+from backends.eager import (
+    Net,
+    build_net,
+    loss_target,
+    precision_scope,
+    to_numpy,
+    to_tensor,
+    torch,
+    torch_dtype,
+    torch_loss,
+)
 from harness import Availability, Capability, NetSpec, PluginError, hookimpl
 from harness.spec import SEED_SPEC, check_dtype
 
@@ -345,7 +355,7 @@ class PreparedCompiledNet:
         return to_tensor(array, self.device, self.dtype)
 
     def forward(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), precision_scope(self.dtype, self.device):
             return self.compiled(self._input(x))
 
     def train_step(
@@ -356,8 +366,9 @@ class PreparedCompiledNet:
         if isinstance(target, np.ndarray):
             target = loss_target(loss, self.spec.check_target(loss, target, x.shape[0]), self.device, self.dtype)
         self.compiled.net.zero_grad(set_to_none=True)
-        value = torch_loss(loss, self.compiled(x), target)
-        value.backward()
+        with precision_scope(self.dtype, self.device):
+            value = torch_loss(loss, self.compiled(x), target)
+            value.backward()
         self.compiled.sgd_update(lr)
         return value.detach()
 
@@ -432,14 +443,14 @@ class CompiledBackend:
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> np.ndarray:
         module = self._loaded(spec, params, device, dtype, "forward", x)
-        with torch.no_grad():
+        with torch.no_grad(), precision_scope(dtype, device):
             return to_numpy(module(to_tensor(x, device, dtype)))
 
     def intermediates(
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> dict[str, np.ndarray]:
         module = self._loaded(spec, params, device, dtype, "intermediates", x)
-        with torch.no_grad():
+        with torch.no_grad(), precision_scope(dtype, device):
             return {name: to_numpy(t) for name, t in module.layers(to_tensor(x, device, dtype)).items()}
 
     # -- backward and training ------------------------------------------------------------
@@ -459,8 +470,9 @@ class CompiledBackend:
         module = self._loaded(spec, params, device, dtype, "gradients", x)
         module.net.zero_grad(set_to_none=True)
         inputs = to_tensor(x, device, dtype).requires_grad_(True)
-        value = torch_loss(loss, module(inputs), loss_target(loss, target, device, dtype))
-        value.backward()
+        with precision_scope(dtype, device):
+            value = torch_loss(loss, module(inputs), loss_target(loss, target, device, dtype))
+            value.backward()
         grads = {name: _grad(p) for name, p in module.net.named_parameters()}
         grads["input"] = _grad(inputs)
         return float(value.item()), grads
@@ -480,7 +492,9 @@ class CompiledBackend:
         spec.check_target(loss, target, spec.check_input(x).shape[0])
         module = self._loaded(spec, params, device, dtype, "train_step", x)
         module.net.zero_grad(set_to_none=True)
-        torch_loss(loss, module(to_tensor(x, device, dtype)), loss_target(loss, target, device, dtype)).backward()
+        with precision_scope(dtype, device):
+            logits = module(to_tensor(x, device, dtype))
+            torch_loss(loss, logits, loss_target(loss, target, device, dtype)).backward()
         module.sgd_update(lr)
         return module.parameters_numpy()
 
