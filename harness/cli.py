@@ -147,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     mutants = sub.add_parser("mutants", help="run the suite on planted-bug variants of eager; all must be caught")
     mutants.add_argument("--seed", default=0, type=_non_negative_int, metavar="INT", help="seed (default: 0)")
     mutants.add_argument(
-        "--quick", action="store_true", help="run only the check each mutant declares (default: the suite in float32 and float64)"
+        "--quick",
+        action="store_true",
+        help="run only the check each mutant declares (default: the suite in float32 and float64)",
     )
     mutants.add_argument(
         "--results", default=None, metavar="PATH", help="keep the per-check results here (default: a temporary file)"
