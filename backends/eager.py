@@ -95,6 +95,10 @@ class Net(nn.Module):  # type: ignore[misc,name-defined]
         """The fully connected layer ``name``."""
         return getattr(self, name)(x)  # type: ignore[no-any-return]
 
+    def hidden_act(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The activation after the hidden linear layer ``name``: ``act``."""
+        return self.act(x)
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """What the last layer's output becomes: itself (no activation on the logits)."""
         return x
@@ -112,7 +116,7 @@ class Net(nn.Module):  # type: ignore[misc,name-defined]
             x = self.linear(name, x)
             if name != last:
                 out[name] = x
-                x = out[f"{name}.act"] = self.act(x)
+                x = out[f"{name}.act"] = self.hidden_act(name, x)
         out[last] = self.logits(x)
         return out
 

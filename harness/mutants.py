@@ -154,21 +154,8 @@ class _Kernel5CropNet(MutantNet):
 
 
 class _SeedHiddenActsNet(MutantNet):
-    def forward_layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
-        for name, stage in zip(self.spec.conv_names, self.spec.conv_stages):
-            x = out[name] = self.conv(name, x)
-            x = out[f"{name}.act"] = self.act(x)
-            x = out[f"{name}.pool"] = self.pool(x, stage.pool)
-        x = out["flatten"] = self.flatten(x)
-        last = self.spec.linear_names[-1]
-        for name in self.spec.linear_names:
-            x = self.linear(name, x)
-            if name != last:
-                out[name] = x
-                x = out[f"{name}.act"] = self.act(x) if name in ("fc1", "fc2") else x  # the seed's hidden layers
-        out[last] = self.logits(x)
-        return out
+    def hidden_act(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x) if name in ("fc1", "fc2") else x  # only the seed's hidden layers
 
 
 class _CroppedIndexMaxPool(torch.autograd.Function):
