@@ -384,7 +384,7 @@ class PreparedCompiledNet:
 
     def _input(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         if isinstance(x, np.ndarray):
-            return to_tensor(self.spec.check_input(x), self.device, self.dtype)
+            return to_tensor(self.spec.check_input(x, self.dtype), self.device, self.dtype)
         return x
 
 
@@ -466,7 +466,7 @@ class CompiledBackend:
         device: str,
         dtype: str,
     ) -> tuple[float, dict[str, np.ndarray]]:
-        spec.check_target(loss, target, spec.check_input(x).shape[0])
+        spec.check_target(loss, target, spec.check_input(x, dtype).shape[0])
         module = self._loaded(spec, params, device, dtype, "gradients", x)
         module.net.zero_grad(set_to_none=True)
         inputs = to_tensor(x, device, dtype).requires_grad_(True)
@@ -489,7 +489,7 @@ class CompiledBackend:
         device: str,
         dtype: str,
     ) -> dict[str, np.ndarray]:
-        spec.check_target(loss, target, spec.check_input(x).shape[0])
+        spec.check_target(loss, target, spec.check_input(x, dtype).shape[0])
         module = self._loaded(spec, params, device, dtype, "train_step", x)
         module.net.zero_grad(set_to_none=True)
         with precision_scope(dtype, device):
@@ -503,7 +503,7 @@ class CompiledBackend:
     def _loaded(
         self, spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str, mode: str, x: np.ndarray
     ) -> CompiledNet:
-        spec.check_input(x)
+        spec.check_input(x, dtype)
         spec.check_parameters(params)
         module = compiled_net(spec, device, check_dtype(dtype), mode, self.compile_mode)
         module.load(params)

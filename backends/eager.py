@@ -4,8 +4,9 @@ Layout and dtype policy: parameters live in the module as torch tensors in the r
 precision (float64, float32, bfloat16 or float16; tf32 is float32 with TF32 allowed, on
 CUDA) on the requested device; canonical NumPy parameters map 1:1 to the module's
 ``state_dict`` (``conv1.weight`` OIHW, ``fc1.weight`` (out, in)). Inputs are NumPy arrays
-copied to the device; outputs come back as NumPy arrays in the precision's storage dtype
-(float32 for every precision but float64). On CUDA, float32 runs with TF32 off.
+copied to the device, C-contiguous whatever their layout; outputs come back as NumPy arrays
+in the precision's storage dtype (float32 for every precision but float64). On CUDA,
+float32 runs with TF32 off.
 """
 
 from __future__ import annotations
@@ -155,8 +156,12 @@ def precision_scope(dtype: str, device: str) -> Iterator[None]:
 
 
 def to_tensor(array: np.ndarray, device: str, dtype: str | None = None) -> torch.Tensor:
-    """Copy a NumPy array to ``device`` (never sharing memory with the caller's array)."""
-    tensor = torch.tensor(array, device=device)
+    """A C-contiguous copy of a NumPy array on ``device`` (never sharing the caller's memory).
+
+    Any layout goes in (Fortran order, strides, negative strides, read-only); the tensor is
+    always C-contiguous, so a compiled graph's stride guards see one layout.
+    """
+    tensor = torch.tensor(np.ascontiguousarray(array), device=device)
     return tensor if dtype is None else tensor.to(torch_dtype(dtype))
 
 
@@ -180,7 +185,7 @@ def build_net(
     spec.check_parameters(params)
     net = (net_class or Net)(spec).to(device=device, dtype=torch_dtype(dtype))
     with torch.no_grad():
-        state = {name: torch.as_tensor(np.asarray(value)) for name, value in params.items()}
+        state = {name: torch.as_tensor(np.array(value)) for name, value in params.items()}
         net.load_state_dict(state)
     return net
 
@@ -280,7 +285,7 @@ class EagerBackend:
         net = self._nets[key]
         with torch.no_grad():
             for name, tensor in net.named_parameters():
-                tensor.copy_(torch.as_tensor(np.asarray(params[name])))
+                tensor.copy_(torch.as_tensor(np.array(params[name])))  # a copy: any layout
                 tensor.grad = None
         return net
 
@@ -314,7 +319,7 @@ class EagerBackend:
     def forward(
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> np.ndarray:
-        spec.check_input(x)
+        spec.check_input(x, dtype)
         net = self._net(spec, params, device, dtype)
         with torch.no_grad(), precision_scope(dtype, device):
             return to_numpy(net(to_tensor(x, device, dtype)))
@@ -322,7 +327,7 @@ class EagerBackend:
     def intermediates(
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> dict[str, np.ndarray]:
-        spec.check_input(x)
+        spec.check_input(x, dtype)
         net = self._net(spec, params, device, dtype)
         with torch.no_grad(), precision_scope(dtype, device):
             return {name: to_numpy(t) for name, t in net.forward_layers(to_tensor(x, device, dtype)).items()}
@@ -340,7 +345,7 @@ class EagerBackend:
         device: str,
         dtype: str,
     ) -> tuple[float, dict[str, np.ndarray]]:
-        spec.check_input(x)
+        spec.check_input(x, dtype)
         spec.check_target(loss, target, x.shape[0])
         net = self._net(spec, params, device, dtype)
         inputs = to_tensor(x, device, dtype).requires_grad_(True)
@@ -363,7 +368,7 @@ class EagerBackend:
         device: str,
         dtype: str,
     ) -> dict[str, np.ndarray]:
-        spec.check_input(x)
+        spec.check_input(x, dtype)
         spec.check_target(loss, target, x.shape[0])
         net = self._net(spec, params, device, dtype)
         with precision_scope(dtype, device):

@@ -413,7 +413,7 @@ class OnnxBackend:
     def forward(
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> np.ndarray:
-        spec.check_input(x)
+        spec.check_input(x, dtype)
         spec.check_parameters(params)
         model = self._deployed(spec, params, self._dtype(dtype), self._provider(device))
         return model.run({INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)}, [spec.layer_names()[-1]])[0]
@@ -421,7 +421,7 @@ class OnnxBackend:
     def intermediates(
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> dict[str, np.ndarray]:
-        spec.check_input(x)
+        spec.check_input(x, dtype)
         spec.check_parameters(params)
         dtype, provider = self._dtype(dtype), self._provider(device)
         path = self._exported(spec, params, dtype, "layers")

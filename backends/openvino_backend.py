@@ -185,7 +185,7 @@ class PreparedOpenvinoNet:
 
     def __init__(self, spec: NetSpec, params: dict[str, np.ndarray], properties: dict[str, Any], declared: str):
         start = time.perf_counter()
-        self.spec = spec
+        self.spec, self.dtype = spec, declared
         self.params = {name: np.array(value, np.float32) for name, value in params.items()}
         self.net = CompiledNet(deployed_model(spec, self.params), properties, declared, "the deployed Net")
         self.setup_seconds = time.perf_counter() - start
@@ -204,7 +204,7 @@ class PreparedOpenvinoNet:
 
     def forward(self, x: Any) -> np.ndarray:
         if isinstance(x, np.ndarray):
-            x = self.to_device(self.spec.check_input(x))
+            x = self.to_device(self.spec.check_input(x, self.dtype))
         return self.net.run([x])[0]
 
     def parameters(self) -> dict[str, np.ndarray]:
@@ -267,7 +267,7 @@ class OpenvinoBackend:
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, kind: str, device: str, dtype: str
     ) -> list[np.ndarray]:
         declared = self._check(device, dtype)
-        spec.check_input(x)
+        spec.check_input(x, dtype)
         spec.check_parameters(params)
         feeds = {"input": np.ascontiguousarray(x, np.float32)}
         feeds.update({name: np.ascontiguousarray(params[name], np.float32) for name in spec.parameter_shapes()})

@@ -97,6 +97,9 @@ BAD_INPUTS = {
     "one_channel_for_three": lambda s, d: np.zeros((2, 1, s.height, s.width), d),
     "wrong_size": lambda s, d: np.zeros((2, s.in_channels, s.height - 8, s.width - 8), d),
     "int_dtype": lambda s, d: np.zeros((2, s.in_channels, s.height, s.width), np.int32),
+    "other_float_dtype": lambda s, d: np.zeros(
+        (2, s.in_channels, s.height, s.width), np.float32 if np.dtype(d) == np.float64 else np.float64
+    ),
     "empty_batch": lambda s, d: np.zeros((0, s.in_channels, s.height, s.width), d),
     "not_an_array": lambda s, d: np.zeros((2, s.in_channels, s.height, s.width), d).tolist(),
 }

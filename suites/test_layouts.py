@@ -34,6 +34,11 @@ def channels_last(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.T).T
 
 
+def negative_strides(a: np.ndarray) -> np.ndarray:
+    """The same values read backwards from a reversed buffer: every stride is negative."""
+    return np.flip(np.ascontiguousarray(np.flip(a)))
+
+
 def read_only(a: np.ndarray) -> np.ndarray:
     b = a.copy()
     b.flags.writeable = False
@@ -43,6 +48,7 @@ def read_only(a: np.ndarray) -> np.ndarray:
 LAYOUTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "fortran": np.asfortranarray,
     "strided": strided,
+    "negative_strides": negative_strides,
     "channels_last": channels_last,
     "read_only": read_only,
 }

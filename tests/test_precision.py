@@ -132,6 +132,7 @@ def test_a_backend_computing_coarser_than_it_declares_fails_and_the_message_name
 ONE_PRECISION_LOWER = """
     from backends.eager import EagerBackend
     from harness import hookimpl
+    from harness.precision import storage_dtype
 
     def lying(declared, computed):
         class Lying(EagerBackend):
@@ -140,7 +141,8 @@ ONE_PRECISION_LOWER = """
 
             def forward(self, spec, params, x, *, device, dtype):
                 params = {k: v.astype(x.dtype) for k, v in params.items()}
-                out = super().forward(spec, params, x, device=device, dtype=computed)
+                low = x.astype(storage_dtype(computed))
+                out = super().forward(spec, params, low, device=device, dtype=computed)
                 return out.astype(x.dtype)
 
         return Lying()

@@ -28,11 +28,11 @@ class FunctionalBackend:
     def intermediates(
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str
     ) -> dict[str, np.ndarray]:
-        spec.check_input(x)  # raises harness.SpecError for a bad shape, rank or dtype
+        spec.check_input(x, dtype)  # raises harness.SpecError for a bad shape, rank or dtype
         spec.check_parameters(params)
-        p = {name: torch.tensor(value, dtype=getattr(torch, dtype)) for name, value in params.items()}
+        p = {name: torch.tensor(np.ascontiguousarray(v), dtype=getattr(torch, dtype)) for name, v in params.items()}
         act = ACTIVATIONS[spec.activation]
-        h = torch.tensor(x, dtype=getattr(torch, dtype))
+        h = torch.tensor(np.ascontiguousarray(x), dtype=getattr(torch, dtype))  # any layout in
         out = {}
         for name, stage in zip(spec.conv_names, spec.conv_stages):
             h = out[name] = F.conv2d(h, p[f"{name}.weight"], p[f"{name}.bias"])
