@@ -100,7 +100,7 @@ def test_the_fast_path_reports_compile_seconds_per_phase(jax_backend_: JaxBacken
     net.synchronize()
     assert set(net.compile_seconds) == {"forward", "train_step"}
     assert net.setup_seconds > after_forward
-    assert set(net.benchmark_info) == {"xla_device", "compile_s_forward", "compile_s_train_step"}
+    assert set(net.benchmark_info) == {"xla_device", "compilation_cache", "compile_s_forward", "compile_s_train_step"}
 
 
 @needs_jax
@@ -144,3 +144,39 @@ def test_the_tanh_deviations_select_one_activation_and_one_precision_each() -> N
         ("activation_properties", {"activation": "tanh", "dtype": "float64"}),
     ]
     assert all("tensorflow/tensorflow/issues/55390" in d.reason for d in deviations)
+
+
+CACHE_PROBE = """
+import numpy as np
+from backends.jax_backend import JaxBackend, use_compilation_cache
+from harness import SEED_SPEC
+from harness.testdata import random_params, random_images
+rng = np.random.default_rng(0)
+params, x = random_params(SEED_SPEC, rng, "float32"), random_images(SEED_SPEC, 2, rng, "float32")
+JaxBackend().forward(SEED_SPEC, params, x, device="cpu", dtype="float32")
+print(use_compilation_cache())
+"""
+
+
+@needs_jax
+@pytest.mark.parametrize("users_own", [False, True], ids=["default", "users_own"])
+def test_compiles_persist_in_a_cache_and_the_users_own_cache_wins(tmp_path: Path, users_own: bool) -> None:
+    """XLA's executables are cached on disk under XDG_CACHE_HOME, unless the user configured a cache."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "NETHARNESS_", "XDG_"))}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    if users_own:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "mine")
+    root = MODULE_PATH.parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", CACHE_PROBE], env=env, cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    ours, mine = tmp_path / "xdg" / "netharness" / "jax", tmp_path / "mine"
+    used, unused = (mine, ours) if users_own else (ours, mine)
+    assert done.stdout.strip().startswith(str(used))
+    assert not unused.exists()
+    if not users_own:  # the user's cache keeps the user's settings (JAX caches compiles over 1 s only)
+        assert any(used.iterdir()), f"no compiled program was cached in {used}"
