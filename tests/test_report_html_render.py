@@ -34,6 +34,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reports"
 CHROMIUM = shutil.which("chromium")
 WIDTH, HEIGHT = 1400, 3000
 TIMEOUT_S = 20.0
+STARTUP_TIMEOUT_S = 120.0
+"""The first answer waits for chromium to start, which takes far longer on a busy machine or a cold disk."""
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 
@@ -87,13 +89,15 @@ class DevTools:
         self.events: list[dict[str, Any]] = []
         self.session = ""
 
-    def send(self, method: str, params: dict[str, Any] | None = None, session: bool = True) -> dict[str, Any]:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: bool = True, timeout: float = TIMEOUT_S
+    ) -> dict[str, Any]:
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
         if session and self.session:
             message["sessionId"] = self.session
         os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
-        for reply in self._messages():
+        for reply in self._messages(timeout):
             if reply.get("id") == self._next_id:
                 if "error" in reply:
                     raise AssertionError(f"{method} failed: {reply['error']}")
@@ -111,8 +115,8 @@ class DevTools:
                 return event
         raise AssertionError("unreachable")
 
-    def _messages(self) -> Iterator[dict[str, Any]]:
-        deadline = time.monotonic() + TIMEOUT_S
+    def _messages(self, timeout: float = TIMEOUT_S) -> Iterator[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
         while True:
             while b"\0" in self._buffer:
                 raw, self._buffer = self._buffer.split(b"\0", 1)
@@ -122,14 +126,15 @@ class DevTools:
                 yield message
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._from_chrome], [], [], left)[0]:
-                raise AssertionError(f"no answer from chromium in {TIMEOUT_S} s")
+                raise AssertionError(f"no answer from chromium in {timeout:g} s; its log: {self._log_tail()}")
             chunk = os.read(self._from_chrome, 1 << 20)
             if not chunk:
-                raise AssertionError("chromium closed the debugging pipe (see its log)")
+                raise AssertionError(f"chromium closed the debugging pipe; its log: {self._log_tail()}")
             self._buffer += chunk
 
     def open_page(self) -> None:
-        target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
+        created = self.send("Target.createTarget", {"url": "about:blank"}, session=False, timeout=STARTUP_TIMEOUT_S)
+        target = created["targetId"]
         self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)[
             "sessionId"
         ]
@@ -165,6 +170,10 @@ class DevTools:
                 if not url.startswith(("file:", "data:", "about:")):
                     found.append(f"network request: {url}")
         return found
+
+    def _log_tail(self) -> str:
+        self._log.flush()
+        return Path(self._log.name).read_bytes()[-1500:].decode(errors="replace") or "(empty)"
 
     def close(self) -> None:
         try:
