@@ -22,6 +22,12 @@ def test_both_audit_the_workflows_with_zizmor_after_lint() -> None:
         assert text.index("make lint") < text.index(command) < text.index(".venv/bin/netharness run")
 
 
+def test_both_run_the_full_mutation_run_after_lint() -> None:
+    command = ".venv/bin/netharness mutants\n"
+    assert command in CI_RUN and f"run: {command}" in WORKFLOW
+    assert CI_RUN.index("make lint") < CI_RUN.index(command)
+
+
 def test_both_run_the_main_job_quick_and_strict() -> None:
     assert ".venv/bin/netharness run --quick --strict-backends" in CI_RUN
     assert ".venv/bin/netharness run --quick --strict-backends --backend=${{ matrix.backend }}" in WORKFLOW

@@ -1,7 +1,10 @@
 """The conformance suite catches every planted defect, each in the check that names it.
 
-One ``netharness mutants`` run (module-scoped, the command's default selection) feeds every
-test here; a surviving mutant fails ``test_mutant_is_caught_by_its_declared_check``.
+One ``netharness mutants --quick`` run (module-scoped: each mutant on the check it declares,
+in float32 and float64) feeds the suite-run tests here; a surviving mutant fails
+``test_mutant_is_caught_by_its_declared_check``. The full run (every check, and every
+precision each defect is in, as its exit status) belongs to the gate: ``.ci/run`` runs
+``netharness mutants``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from harness.mutants import MUTANTS, Mutant, NetMutant
 from harness.mutation import EXIT_BASELINE_BROKEN, EXIT_SURVIVORS, read_records, render, summarize
 from harness.testdata import random_images, random_params, random_target
 
-# The module fixture runs the whole suite over two dozen backends: give it room on a busy machine.
+# The module fixture runs the suite over forty backends: give it room on a busy machine.
 pytestmark = pytest.mark.timeout(900)
 
 FAMILIES = {"shapes", "forward", "gradients", "init", "activations", "losses", "training", "hygiene"}
@@ -37,11 +40,11 @@ class MutantsRun:
 
 @pytest.fixture(scope="module")
 def mutants_run(tmp_path_factory: pytest.TempPathFactory) -> MutantsRun:
-    """``netharness mutants`` run once, in-process (the suite itself runs in its child pytest)."""
+    """``netharness mutants --quick`` run once, in-process (the suite itself runs in its child pytest)."""
     results = tmp_path_factory.mktemp("mutants") / "conformance.jsonl"
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
-        status = cli.main(["mutants", f"--results={results}"])
+        status = cli.main(["mutants", "--quick", f"--results={results}"])
     return MutantsRun(status, output.getvalue(), read_records(results))
 
 
@@ -124,6 +127,19 @@ def test_the_precisions_that_catch_a_mutant_are_tabulated_and_a_float32_blind_sp
     assert both.caught_in == ("float32", "float64") and both.precisions_as_declared
 
 
+def test_a_precision_that_hides_a_defect_without_a_reason_fails_the_full_run_only() -> None:
+    plain = next(m for m in MUTANTS if not m.float32_hides and "float32" in m.affects)
+    records = [
+        record("eager", plain.caught_by, "passed"),
+        {**record(f"mutant-{plain.defect}", plain.caught_by, "failed"), "dtype": "float64"},
+    ]
+    full = summarize(records, [plain])
+    assert full.exit_status() == EXIT_SURVIVORS and "UNDECLARED" in render(full)
+    quick = summarize(records, [plain])
+    quick.quick = True
+    assert quick.exit_status() == 0 and "UNDECLARED" not in render(quick)
+
+
 def test_a_failing_baseline_is_reported_before_survivors() -> None:
     mutant = MUTANTS[0]
     records = [record("eager", "gradients", "failed"), record(f"mutant-{mutant.defect}", "gradients", "failed")]
@@ -143,12 +159,20 @@ def test_mutant_is_caught_by_its_declared_check(mutant: type[Mutant], mutants_ru
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.defect)
-def test_mutant_is_caught_in_the_precisions_it_declares(mutant: type[Mutant], mutants_run: MutantsRun) -> None:
-    """float64 catches every mutant; float32 too, unless the mutant says why its tolerances cannot."""
+def test_mutant_is_caught_in_float64_and_never_where_it_says_float32_hides(
+    mutant: type[Mutant], mutants_run: MutantsRun
+) -> None:
+    """Its own check catches a mutant only in precisions its defect is in, in float64 if that is one,
+    and never in float32 if it says float32 hides it.
+
+    Whether float32 catches the rest is the full run's question (some need another check).
+    """
     outcome = summarize(mutants_run.records, [mutant]).mutants[0]
-    assert outcome.precisions_as_declared, (
-        f"{mutant.defect} caught in {outcome.caught_in}; declared float32_hides={mutant.float32_hides!r}"
-    )
+    assert outcome.caught_in and set(outcome.caught_in) <= set(mutant.affects), outcome.caught_in
+    if "float64" in mutant.affects:
+        assert "float64" in outcome.caught_in, f"{mutant.defect} caught in {outcome.caught_in} only"
+    if mutant.float32_hides:
+        assert "float32" not in outcome.caught_in, f"float32 catches {mutant.defect}: drop its float32_hides"
 
 
 def test_eager_is_clean(mutants_run: MutantsRun) -> None:
@@ -166,12 +190,9 @@ def test_command_prints_the_table_and_exits_0(mutants_run: MutantsRun) -> None:
     for mutant in MUTANTS:
         row = next(line for line in lines if line.startswith(f"mutant-{mutant.defect} "))
         assert mutant.caught_by in row and " yes " in row, row
-        caught_in = [p for p in mutant.affects if not (p == "float32" and mutant.float32_hides)]
-        assert f" {','.join(p.removeprefix('float') for p in caught_in)} " in row, row
-        if mutant.float32_hides:
-            assert f"float32 hides mutant-{mutant.defect} ({mutant.description()}): {mutant.float32_hides}" in lines
+        assert any(f" {precisions} " in row for precisions in ("32", "64", "32,64")), row
     assert f"caught {len(MUTANTS)}/{len(MUTANTS)} (kill rate 100%)" in mutants_run.output
-    assert "UNDECLARED" not in mutants_run.output
+    assert "quick: each mutant ran its declared check only" in mutants_run.output
 
 
 def test_failure_message_says_how_bad_and_how_to_reproduce(mutants_run: MutantsRun) -> None:
