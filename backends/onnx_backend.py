@@ -1,8 +1,11 @@
 """``onnx``: the eager Net exported with ``torch.onnx.export`` and run by onnxruntime, as deployed.
 
-Two models per (spec, dtype), each exported once per process (``torch.onnx.export(dynamo=True)``,
-offline through onnxscript, a few seconds), fully checked and written atomically under
-``$NETHARNESS_ARTIFACTS/onnx/`` (default ``.netharness/artifacts/onnx/``):
+Two models per (spec, dtype), each exported once (``torch.onnx.export(dynamo=True)``,
+offline through onnxscript, about a second), fully checked and written atomically under
+``$NETHARNESS_ARTIFACTS/onnx/`` (default ``.netharness/artifacts/onnx/``). A file's name
+carries :func:`spec_hash`: the spec, dtype and opset, and :func:`exporter_fingerprint`, the
+source of the code that builds the exported Net and the exporter's versions. So a later run
+in the same folder reuses a model only if nothing that made it has changed:
 
 - **The deployed model** (``net-<hash>.onnx``, :meth:`OnnxBackend.model_path`), what a user
   ships: the plain Net exported with its weights as initializers (canonical names) and the
@@ -31,10 +34,13 @@ parameters are cast to float32, outputs are float32 NumPy arrays. Only ``forward
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib.metadata
 import io
 import logging
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -70,7 +76,6 @@ WEIGHTED_SESSIONS = 8
 EXPORT_TIMES: dict[str, float] = {}
 """Seconds each export took (export, check and write), keyed ``"<spec> [<dtype> <kind>]"``."""
 
-_EXPORTED: set[Path] = set()
 _SESSIONS: dict[tuple[Path, str], OnnxModel] = {}
 _WEIGHTED: OrderedDict[tuple[Path, str, str], OnnxModel] = OrderedDict()
 
@@ -81,7 +86,25 @@ def artifacts_dir() -> Path:
 
 
 def spec_hash(spec: NetSpec, dtype: str) -> str:
-    return hashlib.sha256(repr((spec, dtype, OPSET)).encode()).hexdigest()[:12]
+    return hashlib.sha256(repr((spec, dtype, OPSET, exporter_fingerprint())).encode()).hexdigest()[:12]
+
+
+@functools.cache
+def exporter_fingerprint() -> str:
+    """A hash of what an exported model depends on besides its spec.
+
+    The source of the modules that define the exported network (the Net, its spec and this
+    module's wrappers), and the versions of torch, onnx and onnxscript.
+    """
+    digest = hashlib.sha256()
+    for module in ("backends.eager", "harness.spec", __name__):
+        digest.update(Path(str(sys.modules[module].__file__)).read_bytes())
+    for distribution in ("torch", "onnx", "onnxscript"):
+        try:
+            digest.update(f"{distribution} {importlib.metadata.version(distribution)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{distribution} missing".encode())
+    return digest.hexdigest()[:12]
 
 
 def weights_digest(params: dict[str, np.ndarray]) -> str:
@@ -402,7 +425,7 @@ class OnnxBackend:
         _write_atomically(proto.SerializeToString(), path)
         model = OnnxModel(path, provider)
         seconds = {
-            "export_s": EXPORT_TIMES[_export_label(spec, dtype, "deployed")],
+            "export_s": EXPORT_TIMES.get(_export_label(spec, dtype, "deployed")),  # None: an earlier run exported it
             "exported_here": exported_here,
             "session_s": time.perf_counter() - start,
         }
@@ -435,11 +458,10 @@ class OnnxBackend:
     # -- helpers --------------------------------------------------------------------------
 
     def _exported(self, spec: NetSpec, params: dict[str, np.ndarray], dtype: str, kind: str) -> Path:
-        """The model file of ``kind``, exported if this process has not exported it or it is gone."""
+        """The model file of ``kind``, exported unless a run with the same code exported it here."""
         path = self.model_path(spec, dtype) if kind == "deployed" else self.layers_model_path(spec, dtype)
         if _needs_export(path):
             EXPORT_TIMES[_export_label(spec, dtype, kind)] = export_model(spec, params, dtype, path, kind)
-            _EXPORTED.add(path)
             _PROTOS.pop(path, None)
             for stale in [k for k in _SESSIONS if k[0] == path]:
                 del _SESSIONS[stale]
@@ -482,8 +504,8 @@ _PROTOS: dict[Path, Any] = {}
 
 
 def _needs_export(path: Path) -> bool:
-    """Not exported by this process yet, or the file is gone."""
-    return path not in _EXPORTED or not path.is_file()
+    """No file: its name carries the hash of everything that made it (:func:`spec_hash`)."""
+    return not path.is_file()
 
 
 def _template_proto(path: Path) -> Any:

@@ -169,6 +169,32 @@ def test_a_deleted_model_file_is_exported_again(onnx_backend_: OnnxBackend, para
     assert path.is_file()
 
 
+def test_a_later_run_reuses_the_model_only_while_the_code_that_made_it_is_unchanged(
+    onnx_backend_: OnnxBackend, model_file: Path, params: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later process finds the file by name; another Net source or exporter version names another file."""
+    monkeypatch.setattr(onnx_backend, "EXPORT_TIMES", {})  # as a new process starts
+    onnx_backend_.forward(SEED_SPEC, params, images(2), device="cpu", dtype=DTYPE)
+    assert onnx_backend.EXPORT_TIMES == {}, "the file on disk was exported again"
+    assert not onnx_backend_.prepare(SEED_SPEC, params, device="cpu", dtype=DTYPE).benchmark_info["exported_here"]
+    fingerprint = onnx_backend.exporter_fingerprint()
+    monkeypatch.setattr(onnx_backend, "exporter_fingerprint", lambda: fingerprint + "-edited")
+    assert onnx_backend_.model_path(SEED_SPEC, DTYPE) != model_file
+
+
+def test_the_fingerprint_covers_the_nets_source_and_the_exporters_versions() -> None:
+    import hashlib
+    import importlib.metadata
+    import sys
+
+    digest = hashlib.sha256()
+    for module in ("backends.eager", "harness.spec", "backends.onnx_backend"):
+        digest.update(Path(str(sys.modules[module].__file__)).read_bytes())
+    for distribution in ("torch", "onnx", "onnxscript"):
+        digest.update(f"{distribution} {importlib.metadata.version(distribution)}".encode())
+    assert onnx_backend.exporter_fingerprint() == digest.hexdigest()[:12]
+
+
 # -- errors name the file -------------------------------------------------------------------
 
 
