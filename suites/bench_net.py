@@ -164,8 +164,10 @@ def test_benchmark(
         runner.synchronize()
 
     load_start = load_average()
-    estimate = max(min(_seconds(one_round) for _ in range(3)), 1e-6)
-    rounds = int(min(200, max(5, TARGET_SECONDS / estimate)))
+    rounds = 1  # untimed (--benchmark-disable, xdist): pedantic runs one round, a smoke test
+    if not benchmark.disabled:
+        estimate = max(min(_seconds(one_round) for _ in range(3)), 1e-6)
+        rounds = int(min(200, max(5, TARGET_SECONDS / estimate)))
     benchmark.group = f"{phase} {dtype} {device} batch{batch}"
     benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=max(2, rounds // 10))
     load_end = load_average()
