@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 report: $(STAMP)
 	$(BIN)/netharness run --out netharness-report
 
+# One worker per core (pytest-xdist), each test file on one worker (module fixtures run
+# once), one BLAS/OpenMP thread per worker so the workers do not fight over the cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

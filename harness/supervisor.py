@@ -159,8 +159,14 @@ def _crash_record(started: dict[str, Any], code: int, seed: int, device: str) ->
     return record.to_json()
 
 
+XDIST_WORKER_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+"""What a pytest-xdist worker exports; a child that inherits it believes it is a worker (and
+pytest-benchmark then times nothing), so a run started from inside a worker's test drops it."""
+
+
 def _run_child(args: list[str], env: dict[str, str], outcome: StepOutcome) -> int:
-    process = subprocess.Popen([sys.executable, "-m", "pytest", *args], env={**os.environ, **env})
+    inherited = {k: v for k, v in os.environ.items() if k not in XDIST_WORKER_ENV}
+    process = subprocess.Popen([sys.executable, "-m", "pytest", *args], env={**inherited, **env})
     try:
         return process.wait()
     except (KeyboardInterrupt, Interrupted):

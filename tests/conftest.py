@@ -8,6 +8,17 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_BACKEND = ROOT / "docs" / "example-backend"
 
 
+@pytest.fixture(autouse=True)
+def not_an_xdist_worker_to_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    """make test runs under pytest-xdist, whose workers export PYTEST_XDIST_WORKER. A child pytest
+    that inherits it believes it is a worker, and pytest-benchmark then times nothing; each test
+    here starts its children as a user's shell would."""
+    from harness.supervisor import XDIST_WORKER_ENV
+
+    for name in XDIST_WORKER_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def fake_site(tmp_path: Path) -> Path:
     """A directory to put on PYTHONPATH holding plugin modules and their dist-info."""
