@@ -19,7 +19,7 @@ import pytest
 
 from harness import isolation
 from harness.backend import Backend, Capability, supports
-from harness.checker import Checker
+from harness.checker import Checker, reproduce_command
 from harness.checks import CHECKS, FULL_PRECISIONS
 from harness.recorder import META, ResultsRecorder
 from harness.selectors import configuration
@@ -273,6 +273,25 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             pytrace=False,
         )
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A failure the checker did not word (an exception inside a backend, a plain assert)
+    ends with the command that reproduces it too, as every checker failure does."""
+    report = yield
+    if not report.failed or not any(key == META for key, _ in item.user_properties):
+        return report
+    longrepr = report.longrepr
+    if "reproduce: " in str(longrepr):
+        return report
+    backend = item.callspec.params["backend"]  # type: ignore[attr-defined]
+    command = reproduce_command(item.nodeid, backend, harness_state(item.config), item.path)
+    if hasattr(longrepr, "addsection"):
+        longrepr.addsection("reproduce", command)
+    else:
+        report.longrepr = f"{longrepr}\n  reproduce: {command}"
+    return report
 
 
 # -- fixtures --------------------------------------------------------------------------------

@@ -212,3 +212,37 @@ def test_conformance_runs_in_parallel_under_xdist_with_every_record(pytester: py
     assert len(checks) == result.parseoutcomes()["passed"]
     values = [r for r in checks if r["check"] == "activation_values"]
     assert values and all(r["headroom"] is not None and r["measurements"] for r in values)
+
+
+CRASHING_PLUGIN = """
+from harness import Availability, Capability, hookimpl
+
+class Broken:
+    name = "broken"
+    version = "0"
+    capabilities = frozenset({Capability.FORWARD})
+    devices = ("cpu",)
+    dtypes = ("float32",)
+    def availability(self):
+        return Availability.ok()
+    def forward(self, spec, params, x, *, device, dtype):
+        spec.check_input(x, dtype)
+        raise ZeroDivisionError("a bug inside the backend")
+
+@hookimpl
+def harness_backends():
+    return [Broken()]
+"""
+
+
+def test_an_exception_inside_a_backend_ends_with_the_command_that_reproduces_it(
+    pytester: pytest.Pytester, fake_site: Path
+) -> None:
+    install_plugin(fake_site, "broken-backend", "broken_backend", CRASHING_PLUGIN)
+    test = "test_output_shape[broken-float32-batch1]"
+    result = run(pytester, fake_site, str(SHAPES), "--backend=broken", "--seed=3", "-k", test)
+    result.assert_outcomes(failed=1)
+    lines = result.stdout.str().splitlines()
+    error = lines.index("E       ZeroDivisionError: a bug inside the backend")
+    command = f"pytest 'suites/test_forward_shapes.py::{test}' --backend=broken --device=cpu --seed=3"
+    assert command in lines[error:], "\n".join(lines)
