@@ -112,6 +112,8 @@ def reason_of(report: pytest.TestReport) -> str:
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     if report.failed:
         text = report.longreprtext.strip().splitlines()
+        sections = [i for i, line in enumerate(text) if line.startswith("---") and line.strip("- ") == "reproduce"]
+        text = text[: sections[-1]] if sections else text  # the plugin's own addition, not the failure
         errors = [line for line in text if line.startswith("E ")]
         return (errors[0][1:].strip() if errors else (text[-1] if text else ""))[:500]
     return ""
