@@ -40,9 +40,12 @@ class Speed:
     verdict: str
     unstable: str
     baseline_unstable: str
+    dtype: str = "float32"
+    """Both sides' precision: eager is timed at the backend's own (openvino's bfloat16 against eager's)."""
 
     def text(self, *, device: bool = False) -> str:
         where = f" on {self.device}" if device else ""
+        where += f" at {self.dtype}" if self.dtype != "float32" else ""
         bounds = interval(self.low, self.high)
         return f"{PHASE_NAMES.get(self.phase, self.phase)}{where} {times(self.speedup)}" + (
             f" {bounds}" if bounds else ""
@@ -190,7 +193,7 @@ def _speeds(data: ReportData, backend: str, machine: str) -> list[Speed]:
     if machine:
         rows = rows[rows["machine"] == machine]
     order = {phase: index for index, phase in enumerate(PHASE_NAMES)}
-    rows = rows.assign(_order=rows["phase"].map(order).fillna(len(order))).sort_values(["_order", "device"])
+    rows = rows.assign(_order=rows["phase"].map(order).fillna(len(order))).sort_values(["_order", "device", "dtype"])
     return [
         Speed(
             str(r.phase),
@@ -201,6 +204,7 @@ def _speeds(data: ReportData, backend: str, machine: str) -> list[Speed]:
             str(r.verdict),
             str(r.unstable),
             str(r.baseline_unstable),
+            str(r.dtype),
         )
         for r in rows.itertuples()
     ]

@@ -392,6 +392,15 @@ def test_a_verdict_line_flags_an_unstable_baseline_and_an_unstable_backend() -> 
     )
 
 
+def test_a_speed_at_a_reduced_precision_names_it() -> None:
+    """openvino runs bfloat16 only, so it is set against eager at bfloat16: the line says so."""
+    speed = Speed("forward", "cpu", 51.0, 49.0, 53.0, "faster", "", "", dtype="bfloat16")
+    verdict = Verdict("openvino", "", {"passed": 3}, [], 0, 0, 0, speeds=[speed])
+    assert verdict_line(verdict) == (
+        "openvino: conforms (3 passed); vs eager at batch 64: forward at bfloat16 51.0× [49.0, 53.0] faster"
+    )
+
+
 def test_every_speedup_from_the_unstable_baseline_says_so_in_the_page(out: Path) -> None:
     html = (out / "report.html").read_text(encoding="utf-8")
     table = html[html.index('<table id="speedup-table"') :].split("</table>")[0]
