@@ -294,6 +294,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Drop traceback entries without a line number before pytest reports a Ctrl-C.
+
+    A Ctrl-C that lands while Python 3.11 enters a ``with`` block leaves a frame whose
+    ``tb_lineno`` is None; pytest's report of the interrupt then crashes on it (a TypeError,
+    exit status 1 instead of 2; pytest-xdist#1196 shows the same crash), so an interrupted
+    run would not say it was interrupted.
+    """
+    traceback = excinfo.traceback
+    kept = traceback.filter(lambda entry: entry._rawentry.tb_lineno is not None)
+    if len(kept) != len(traceback):
+        excinfo.traceback = kept
+
+
 # -- fixtures --------------------------------------------------------------------------------
 
 

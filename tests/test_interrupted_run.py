@@ -134,3 +134,24 @@ def test_killed_run_keeps_every_finished_check_and_reports_partial(tmp_path: Pat
     finished = finished_test_ids(stdout)
     assert finished <= set(recorded_test_ids(records)), sorted(finished - set(recorded_test_ids(records)))
     check_partial_report(tmp_path)
+
+
+def test_a_ctrl_c_inside_a_frame_without_a_line_number_is_still_reported() -> None:
+    """Python gives no line for a Ctrl-C that lands while a with-statement enters; pytest's
+    Ctrl-C report crashed on such a frame, and the plugin drops it first."""
+    import types
+
+    from harness.pytest_plugin import pytest_keyboard_interrupt
+
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:
+        interrupt = exc
+    assert interrupt.__traceback__ is not None
+    odd = types.TracebackType(None, sys._getframe(), 10**6, -1)  # an instruction past the code: no line
+    assert odd.tb_lineno is None
+    interrupt.__traceback__.tb_next = odd
+    excinfo = pytest.ExceptionInfo.from_exception(interrupt)
+    pytest_keyboard_interrupt(excinfo)
+    assert "KeyboardInterrupt" in str(excinfo.getrepr(funcargs=True))
+    assert len(excinfo.traceback) == 1
