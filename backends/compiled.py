@@ -324,10 +324,11 @@ class PreparedCompiledNet:
 
     ``forward`` and ``train_step`` take device tensors (see ``to_device``; NumPy arrays are
     copied to the device first) and return device tensors without synchronising. ``train_step`` updates
-    this object's parameters in place. Both run one :class:`TrainingNet` (its forward under
-    ``no_grad`` is the forward graph ``compile`` uses everywhere). ``compile_seconds`` sums the calls that compiled;
-    dynamo shares compiled graphs between Net instances, so it is near zero when the
-    session already compiled the same spec, dtype and batch range.
+    this object's parameters in place. Both run one :class:`TrainingNet`; its forward under
+    ``no_grad`` is not the graph of the ``forward`` contract method (a plain :class:`Net`), so
+    what checks this object is ``prepared_forward`` and ``prepared_train_step``.
+    ``compile_seconds`` sums the calls that compiled; inductor's FX graph cache makes it
+    small when the same graph was compiled before, in this process or an earlier one.
     """
 
     setup_kind = "compile"
