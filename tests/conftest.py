@@ -8,6 +8,13 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_BACKEND = ROOT / "docs" / "example-backend"
 
 
+def builtins_but(*kept: str) -> str:
+    """A NETHARNESS_DISABLE_PLUGINS value that leaves only the ``kept`` built-in plugins loaded."""
+    from harness.manager import BUILTIN_PLUGINS
+
+    return ",".join(name for name in BUILTIN_PLUGINS if name not in kept)
+
+
 @pytest.fixture(autouse=True)
 def not_an_xdist_worker_to_children(monkeypatch: pytest.MonkeyPatch) -> None:
     """make test runs under pytest-xdist, whose workers export PYTEST_XDIST_WORKER. A child pytest

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.manager import BUILTIN_PLUGINS
-from tests.conftest import ROOT
+from tests.conftest import ROOT, builtins_but
 
 BENCH = ROOT / "suites" / "bench_net.py"
 EXTRA_KEYS = {
@@ -87,7 +87,7 @@ def test_fidelity_prints_both_medians(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(script), "fidelity", "--trials=1", "--seconds=0.05", "--batch=1"],
         cwd=ROOT,
-        env={**__import__("os").environ, "NETHARNESS_DISABLE_PLUGINS": "compile,numpy,onnx"},
+        env={**__import__("os").environ, "NETHARNESS_DISABLE_PLUGINS": builtins_but("eager")},
         capture_output=True,
         text=True,
         timeout=300,

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, install_plugin
+from tests.conftest import ROOT, builtins_but, install_plugin
 
 GUIDE = ROOT / "docs" / "writing-a-backend.md"
 EXAMPLE = ROOT / "docs" / "example-eager-variant"
@@ -77,7 +77,7 @@ def run_suite(
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([*map(str, sites), os.environ.get("PYTHONPATH", "")]),
-        "NETHARNESS_DISABLE_PLUGINS": "compile,onnx,numpy",
+        "NETHARNESS_DISABLE_PLUGINS": builtins_but("eager"),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs", *SUITE]

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, install_plugin
+from tests.conftest import ROOT, builtins_but, install_plugin
 
 # The module fixture runs five pytest subprocesses at once: give it room on a busy machine.
 pytestmark = pytest.mark.timeout(900)
@@ -164,7 +164,7 @@ class Run:
 def start_pytest(workdir: Path, name: str, site: Path, *args: str | Path) -> tuple[subprocess.Popen[str], Path]:
     """pytest in a subprocess, as users run it, with eager the only built-in backend."""
     results = workdir / f"{name}.jsonl"
-    env = {**os.environ, "NETHARNESS_DISABLE_PLUGINS": "compile,numpy,onnx", "PYTHONPATH": f"{site}:{ROOT}"}
+    env = {**os.environ, "NETHARNESS_DISABLE_PLUGINS": builtins_but("eager"), "PYTHONPATH": f"{site}:{ROOT}"}
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={ROOT}"]
     command += ["-c", str(ROOT / "pyproject.toml"), f"--conformance-results={results}", "-rfEs", *map(str, args)]
     process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

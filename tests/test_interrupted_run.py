@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, builtins_but
 
 NETHARNESS = Path(sys.executable).with_name("netharness")
 ENOUGH_CHECKS = 10
@@ -46,7 +46,7 @@ def start_suite_and_stop(tmp_path: Path, stop: signal.Signals) -> tuple[int, str
     """Run the suite on eager, send ``stop`` once ENOUGH_CHECKS are recorded; the exit status and stdout."""
     results = tmp_path / "r.jsonl"
     stdout = tmp_path / "stdout.txt"
-    env = {**os.environ, "NETHARNESS_DISABLE_PLUGINS": "compile,numpy,onnx", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "NETHARNESS_DISABLE_PLUGINS": builtins_but("eager"), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "pytest", str(ROOT / "suites"), "--backend=eager"]
     command += [f"--conformance-results={results}", "-p", "no:cacheprovider", "-v"]
     with stdout.open("w") as out:
