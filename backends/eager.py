@@ -285,7 +285,7 @@ class EagerBackend:
         net = self._nets[key]
         with torch.no_grad():
             for name, tensor in net.named_parameters():
-                tensor.copy_(torch.as_tensor(np.array(params[name])))  # a copy: any layout
+                tensor.copy_(torch.as_tensor(np.array(params[name])))  # a copy: read-only or negative strides
                 tensor.grad = None
         return net
 

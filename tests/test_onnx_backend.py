@@ -182,17 +182,27 @@ def test_a_later_run_reuses_the_model_only_while_the_code_that_made_it_is_unchan
     assert onnx_backend_.model_path(SEED_SPEC, DTYPE) != model_file
 
 
-def test_the_fingerprint_covers_the_nets_source_and_the_exporters_versions() -> None:
-    import hashlib
+def test_the_fingerprint_changes_with_the_nets_source_and_the_exporters_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.metadata
     import sys
 
-    digest = hashlib.sha256()
-    for module in ("backends.eager", "harness.spec", "backends.onnx_backend"):
-        digest.update(Path(str(sys.modules[module].__file__)).read_bytes())
-    for distribution in ("torch", "onnx", "onnxscript"):
-        digest.update(f"{distribution} {importlib.metadata.version(distribution)}".encode())
-    assert onnx_backend.exporter_fingerprint() == digest.hexdigest()[:12]
+    def fingerprint() -> str:
+        onnx_backend.exporter_fingerprint.cache_clear()
+        return onnx_backend.exporter_fingerprint()
+
+    original = fingerprint()
+    edited = tmp_path / "eager.py"
+    edited.write_text(Path(str(sys.modules["backends.eager"].__file__)).read_text() + "\n# one more line\n")
+    with monkeypatch.context() as patch:
+        patch.setattr(sys.modules["backends.eager"], "__file__", str(edited))
+        assert fingerprint() != original, "an edit to the Net's source must name another model file"
+    version = importlib.metadata.version
+    with monkeypatch.context() as patch:
+        patch.setattr(importlib.metadata, "version", lambda name: "0.0" if name == "onnxscript" else version(name))
+        assert fingerprint() != original, "another exporter version must name another model file"
+    assert fingerprint() == original
 
 
 # -- errors name the file -------------------------------------------------------------------
