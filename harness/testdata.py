@@ -15,6 +15,13 @@ import numpy as np
 from harness.precision import PRECISIONS
 from harness.spec import NetSpec
 
+SMALL_BATCH = 3
+"""The batch of every check that needs a few samples but no particular number of them.
+
+One size for all of them, so a backend that compiles for each input shape (XLA compiles
+every batch size anew) compiles each operation once for the suite, not once per check.
+"""
+
 
 def to_precision(values: np.ndarray, dtype: str) -> np.ndarray:
     """``values`` rounded to the precision ``dtype``, in its storage dtype (any NumPy dtype passes through)."""

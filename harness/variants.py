@@ -52,6 +52,11 @@ SPEC_VARIANTS: dict[str, NetSpec] = {
 
 _NAMES = {spec: name for name, spec in SPEC_VARIANTS.items()}
 
+NOT_SEED = tuple(name for name in SPEC_VARIANTS if name != SEED)
+"""Every variant but the seed's network: what the forward checks run beside the seed's own cases."""
+EVERY_FIELD = ("1stage", "3stage")
+"""The two networks that change every field the layers depend on: what the per-layer, gradient and step checks run."""
+
 
 def variant_name(spec: NetSpec) -> str:
     """The variant's name; a spec not in the table is named by its repr (never a selector match)."""

@@ -15,7 +15,7 @@ import pytest
 from harness import NetSpec
 from harness.backend import Backend, Capability, supports
 from harness.pytest_plugin import Checker
-from harness.testdata import data_away_from_kinks, random_images, random_params, random_target
+from harness.testdata import SMALL_BATCH, data_away_from_kinks, random_images, random_params, random_target
 
 BATCHES = (7, 31, 33, 64, 65, 256)
 """Batch sizes either side of the chunk sizes kernels use (32, 64), a small one and the benchmarks' largest."""
@@ -66,7 +66,7 @@ def test_batch_independence(
 
 
 NONFINITE = (np.nan, np.inf, -np.inf)
-BATCH, POISONED = 4, 1
+BATCH, POISONED = SMALL_BATCH, 1
 
 
 @pytest.mark.requires("forward")
@@ -75,7 +75,7 @@ def test_nonfinite_sample_isolated(
 ) -> None:
     """A NaN or infinite pixel in one sample leaves every other sample's logits and input gradient finite and unchanged.
 
-    Sample 1 of 4 gets NaN, then +inf, then -inf at one pixel; the other samples' results are
+    Sample 1 of :data:`SMALL_BATCH` gets NaN, then +inf, then -inf at one pixel; the other samples' results are
     compared with those of the same call without it (``forward_values``' and ``gradients``'
     tolerances). What the poisoned sample itself gives is not checked; that the input is left
     as given, NaN included, is.

@@ -17,7 +17,7 @@ from harness import NetSpec, oracle
 from harness.backend import Backend
 from harness.bench import fast_path_adapters
 from harness.pytest_plugin import Checker
-from harness.testdata import as_float64, data_away_from_kinks, random_images, random_params, random_target
+from harness.testdata import SMALL_BATCH, as_float64, data_away_from_kinks, random_images, random_params, random_target
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
 LEARNING_RATE = 0.01
@@ -54,8 +54,8 @@ def test_prepared_train_step(
     backend: Backend, dtype: str, device: str, loss: str, rng: np.random.Generator, conformance: Checker
 ) -> None:
     spec = NetSpec()
-    params, x = data_away_from_kinks(spec, 4, rng, dtype)
-    target = random_target(spec, loss, 4, rng, dtype)
+    params, x = data_away_from_kinks(spec, SMALL_BATCH, rng, dtype)
+    target = random_target(spec, loss, SMALL_BATCH, rng, dtype)
     net = prepared(backend, spec, params, device, dtype)
     if not callable(getattr(net, "train_step", None)) or not callable(getattr(net, "parameters", None)):
         conformance.fail(

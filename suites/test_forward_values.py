@@ -11,11 +11,10 @@ from harness.conformance import compare
 from harness.precision import storage_dtype
 from harness.pytest_plugin import Checker
 from harness.testdata import as_float64, random_images, random_params
-from harness.variants import variant_params
+from harness.variants import EVERY_FIELD, NOT_SEED, variant_params
 
-VARIANTS = variant_params(["32x32", "1ch", "2cls", "100cls", "tanh", "sigmoid", "1stage", "3stage"])
-LAYER_VARIANTS = variant_params(["1stage", "3stage"])
-"""Layer by layer, the networks whose stages, pools and hidden layers differ from the seed's."""
+VARIANTS = variant_params(NOT_SEED)
+LAYER_VARIANTS = variant_params(EVERY_FIELD)
 
 
 def check_forward(

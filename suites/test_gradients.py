@@ -8,11 +8,11 @@ import pytest
 from harness import NetSpec, oracle
 from harness.backend import Backend
 from harness.pytest_plugin import Checker
-from harness.testdata import as_float64, data_away_from_kinks, random_images, random_params, random_target
-from harness.variants import variant_params
+from harness.testdata import SMALL_BATCH, as_float64, data_away_from_kinks, random_images, random_params, random_target
+from harness.variants import EVERY_FIELD, variant_params
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
-VARIANTS = variant_params(["1stage", "3stage"])
+VARIANTS = variant_params(EVERY_FIELD)
 """Every other spec field, and sigmoid's backward inside the network (see harness.variants); tanh's
 is in gradient_finite_differences and gradcheck (a compiling backend pays a graph per network)."""
 
@@ -33,8 +33,8 @@ def test_gradients(
 def test_gradients_variants(
     backend: Backend, dtype: str, device: str, spec: NetSpec, rng: np.random.Generator, conformance: Checker
 ) -> None:
-    """As ``gradients``, on networks that change every spec field (cross-entropy, batch 3)."""
-    check_gradients(backend, spec, 3, dtype, device, "cross_entropy", rng, conformance)
+    """As ``gradients``, on networks that change every spec field (cross-entropy, SMALL_BATCH samples)."""
+    check_gradients(backend, spec, SMALL_BATCH, dtype, device, "cross_entropy", rng, conformance)
 
 
 def check_gradients(

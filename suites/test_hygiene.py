@@ -9,7 +9,7 @@ from harness import NetSpec
 from harness.backend import Backend
 from harness.precision import storage_dtype
 from harness.pytest_plugin import Checker
-from harness.testdata import random_images, random_params, random_target
+from harness.testdata import SMALL_BATCH, random_images, random_params, random_target
 
 
 @pytest.mark.requires("forward")
@@ -55,8 +55,8 @@ def test_inputs_not_mutated(
 
     spec = NetSpec()
     params = random_params(spec, rng, dtype)
-    x = random_images(spec, 3, rng, dtype)
-    target = random_target(spec, "cross_entropy", 3, rng, dtype)
+    x = random_images(spec, SMALL_BATCH, rng, dtype)
+    target = random_target(spec, "cross_entropy", SMALL_BATCH, rng, dtype)
     copies = ({k: v.copy() for k, v in params.items()}, x.copy(), target.copy())
     backend.forward(spec, params, x, device=device, dtype=dtype)
     if supports(backend, Capability.BACKWARD):

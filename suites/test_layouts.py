@@ -17,7 +17,7 @@ import pytest
 from harness import NetSpec
 from harness.backend import Backend, Capability, supports
 from harness.pytest_plugin import Checker
-from harness.testdata import data_away_from_kinks, random_images, random_params, random_target
+from harness.testdata import SMALL_BATCH, data_away_from_kinks, random_images, random_params, random_target
 
 
 def strided(a: np.ndarray) -> np.ndarray:
@@ -66,8 +66,8 @@ def test_input_layouts(
     the check's tolerance: nothing but the layout differs.
     """
     spec = NetSpec()
-    params, x = data_away_from_kinks(spec, 3, rng, dtype)
-    target = random_target(spec, "sse", 3, rng, dtype)
+    params, x = data_away_from_kinks(spec, SMALL_BATCH, rng, dtype)
+    target = random_target(spec, "sse", SMALL_BATCH, rng, dtype)
     run: dict[str, Any] = {"device": device, "dtype": dtype}
     expected = np.asarray(backend.forward(spec, params, x, **run), np.float64)
     grads = train = None
@@ -138,8 +138,8 @@ def test_outputs_not_aliased(
     """
     spec = NetSpec()
     first_params, second_params = random_params(spec, rng, dtype), random_params(spec, rng, dtype)
-    first_x, second_x = random_images(spec, 3, rng, dtype), random_images(spec, 3, rng, dtype)
-    first_t, second_t = random_target(spec, "sse", 3, rng, dtype), random_target(spec, "sse", 3, rng, dtype)
+    first_x, second_x = (random_images(spec, SMALL_BATCH, rng, dtype) for _ in range(2))
+    first_t, second_t = (random_target(spec, "sse", SMALL_BATCH, rng, dtype) for _ in range(2))
     run: dict[str, Any] = {"device": device, "dtype": dtype}
     calls: dict[str, Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray], Any]] = {
         "forward": lambda p, x, t: backend.forward(spec, p, x, **run)

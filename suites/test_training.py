@@ -8,12 +8,12 @@ import pytest
 from harness import NetSpec, oracle
 from harness.backend import Backend, Capability, supports
 from harness.pytest_plugin import Checker
-from harness.testdata import as_float64, data_away_from_kinks, init_scheme_params, random_target
-from harness.variants import variant_params
+from harness.testdata import SMALL_BATCH, as_float64, data_away_from_kinks, init_scheme_params, random_target
+from harness.variants import EVERY_FIELD, variant_params
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
 LEARNING_RATE = 0.01
-VARIANTS = variant_params(["1stage", "3stage"])
+VARIANTS = variant_params(EVERY_FIELD)
 """Networks that change every spec field but the input size and activation (see harness.variants)."""
 
 
@@ -23,7 +23,7 @@ def test_train_step(
     backend: Backend, dtype: str, device: str, loss: str, rng: np.random.Generator, conformance: Checker
 ) -> None:
     """New parameters p - lr * dL/dp, and the update itself, so a wrong sign or scale cannot hide in p."""
-    check_train_step(backend, NetSpec(), 4, dtype, device, loss, rng, conformance)
+    check_train_step(backend, NetSpec(), SMALL_BATCH, dtype, device, loss, rng, conformance)
 
 
 @pytest.mark.requires("train_step")
@@ -32,8 +32,8 @@ def test_train_step(
 def test_train_step_variants(
     backend: Backend, dtype: str, device: str, spec: NetSpec, rng: np.random.Generator, conformance: Checker
 ) -> None:
-    """As ``train_step``, on networks with other stages, kernels, pools and hidden layers (cross-entropy, batch 3)."""
-    check_train_step(backend, spec, 3, dtype, device, "cross_entropy", rng, conformance)
+    """As ``train_step``, on networks that change every spec field (cross-entropy, SMALL_BATCH samples)."""
+    check_train_step(backend, spec, SMALL_BATCH, dtype, device, "cross_entropy", rng, conformance)
 
 
 def check_train_step(
