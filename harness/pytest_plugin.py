@@ -136,6 +136,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.writer.finish(exitstatus=int(session.exitstatus), interrupted=int(exitstatus) == 2)
 
 
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``-n N --dist loadgroup``, one group per backend (see :mod:`harness.scheduling`)."""
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or config.getvalue("dist") != "loadgroup":
+        return None
+    from harness.scheduling import BackendGroupScheduling
+
+    return BackendGroupScheduling(config, log, backends=state.selected)
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state, recorder = config.stash.get(STATE_KEY, None), config.stash.get(RECORDER_KEY, None)
     if state is None or recorder is None:
