@@ -5,14 +5,15 @@ tests with the same ``xdist_group`` mark. A conformance suite's natural group is
 backend: the compiling backends (inductor, XLA, the ONNX export) compile each graph in the
 process that runs it, so a backend spread over two workers compiles its graphs twice. On
 the 2-core machine, with every compile cache empty, ``--dist loadfile`` spent about 280 s
-of CPU on the suite and ``loadgroup`` by backend about 230 s.
+of CPU on the suite and took 162 s; ``loadgroup`` by backend spent about 235 s and took
+131 s.
 
 :class:`BackendGroupScheduling` groups every test whose id starts with a selected backend
 (``test_x[<backend>-...]``, as this plugin parametrizes them) by that backend; any other
 test is grouped as ``loadgroup`` would (its mark, else on its own). No test id changes,
 unlike an ``xdist_group`` mark, which xdist appends to the id. Groups go to the workers in
-the order the backends were selected (``--backend=compile,jax,...``: name the slowest
-first), and a worker takes its next group when it is nearly done with the last.
+the order the backends were selected, and a worker takes its next group when it is nearly
+done with the last.
 """
 
 from __future__ import annotations
