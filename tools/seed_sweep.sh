@@ -7,7 +7,7 @@
 # the script counts them in one run and prints how many chance failures the sweep expects:
 # N runs x (statistical tests per run) x (their rate). Every other check is deterministic for
 # a seed and should never fail a correct backend.
-# Usage: tools/seed_sweep.sh [N] [extra pytest args, e.g. -n 2]
+# Usage: tools/seed_sweep.sh [N] [extra pytest args, e.g. -n 2 --dist loadgroup]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
