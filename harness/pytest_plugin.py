@@ -24,7 +24,7 @@ from harness.checks import CHECKS, FULL_PRECISIONS
 from harness.recorder import META, ResultsRecorder
 from harness.selectors import configuration
 from harness.session import DEFAULT_RESULTS, HarnessState
-from harness.supervisor import SKIP_FROM_OPTION
+from harness.supervisor import SKIP_FROM_OPTION, honour_stop_requests
 
 STATE_KEY = pytest.StashKey[HarnessState]()
 RECORDER_KEY = pytest.StashKey[ResultsRecorder]()
@@ -88,6 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _spare_benchmark_storage(config.option)
     if config.option.help or getattr(config.option, "version", False):
         return
+    honour_stop_requests()
     if not hasattr(config, "workerinput"):
         recorder = config.stash[RECORDER_KEY] = ResultsRecorder(config)
         config.pluginmanager.register(recorder, "netharness-results")

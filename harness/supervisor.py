@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -157,6 +158,21 @@ def _crash_record(started: dict[str, Any], code: int, seed: int, device: str) ->
         reason=f"the process died while running this test ({describe_exit(code)}); the run resumed after it",
     )
     return record.to_json()
+
+
+def honour_stop_requests() -> None:
+    """In a supervised child, let SIGINT raise KeyboardInterrupt even if it was ignored at start.
+
+    The supervisor stops a child with SIGINT (:func:`_stop`), so that it writes what finished.
+    A shell without job control starts a background job (``netharness run ... &`` in a
+    script, many CI runners) with SIGINT ignored, and Python leaves an ignored SIGINT
+    ignored: the child would run on until the grace period ran out and it was killed, and
+    its end record would be lost. Called by the pytest plugin at configure time.
+    """
+    if os.environ.get(SUPERVISED_ENV) != "1" or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 XDIST_WORKER_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")

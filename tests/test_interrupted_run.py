@@ -28,6 +28,13 @@ from tests.conftest import ROOT, builtins_but
 
 NETHARNESS = Path(sys.executable).with_name("netharness")
 ENOUGH_CHECKS = 10
+AS_FROM_A_TERMINAL = (
+    "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    " sys.exit(pytest.main(sys.argv[1:]))"
+)
+"""pytest, with Ctrl-C raising KeyboardInterrupt as in a terminal, even where this test
+process inherited SIGINT ignored (a background job of a shell without job control is
+started so, and Python leaves an ignored SIGINT ignored in its children)."""
 
 
 def complete_records(path: Path) -> list[dict[str, Any]]:
@@ -47,7 +54,7 @@ def start_suite_and_stop(tmp_path: Path, stop: signal.Signals) -> tuple[int, str
     results = tmp_path / "r.jsonl"
     stdout = tmp_path / "stdout.txt"
     env = {**os.environ, "NETHARNESS_DISABLE_PLUGINS": builtins_but("eager"), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "pytest", str(ROOT / "suites"), "--backend=eager"]
+    command = [sys.executable, "-c", AS_FROM_A_TERMINAL, str(ROOT / "suites"), "--backend=eager"]
     command += [f"--conformance-results={results}", "-p", "no:cacheprovider", "-v"]
     with stdout.open("w") as out:
         process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -231,9 +231,13 @@ def test_slow(backend, dtype):
 """
 
 SUPERVISE = """
-import sys
+import os, signal, sys
 from pathlib import Path
 from harness.supervisor import run_step, terminate_as_interrupt
+
+# Ignored, as a shell without job control starts `netharness run ... &`; else as a terminal does.
+ignored = os.environ["SIGINT_AT_START"] == "ignored"
+signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.default_int_handler)
 
 with terminate_as_interrupt():
     outcome = run_step([sys.argv[1], "-p", "no:cacheprovider", "--backend=my-good"], Path(sys.argv[2]))
@@ -241,7 +245,9 @@ sys.exit(outcome.exit_code)
 """
 
 
-def test_sigterm_stops_the_child_and_marks_the_run_interrupted(tmp_path: Path, fake_site: Path) -> None:
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_sigterm_stops_the_child_and_marks_the_run_interrupted(tmp_path: Path, fake_site: Path, sigint: str) -> None:
+    """The child writes what finished and ends, also when the supervisor was started with SIGINT ignored."""
     import signal
     import time
 
@@ -252,7 +258,7 @@ def test_sigterm_stops_the_child_and_marks_the_run_interrupted(tmp_path: Path, f
     process = subprocess.Popen(
         [sys.executable, str(script), str(suite), str(results)],
         cwd=tmp_path,
-        env={**os.environ, **env, "CHILD_PID_FILE": str(pid_file)},
+        env={**os.environ, **env, "CHILD_PID_FILE": str(pid_file), "SIGINT_AT_START": sigint},
     )
     try:
         deadline = time.monotonic() + 120
