@@ -10,16 +10,9 @@ from harness.backend import Backend
 from harness.precision import storage_dtype
 from harness.pytest_plugin import Checker
 from harness.testdata import to_precision
-from harness.variants import EVERY_FIELD, NOT_SEED, SEED, variant_params
+from harness.variants import EVERY_FIELD, NOT_SEED, SEED, VARIANT_BATCH, variant_params
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 2, 7, 64)]
-VARIANT_BATCH = 7
-"""The variants' batch: the size ``forward_values`` and ``intermediate_values`` use on them.
-
-The batch sizes that can break a shape (1, above all) are the seed's, in ``output_shape``;
-a variant changes the feature sizes, not the batch. Sharing the values checks' batch means
-a backend that compiles per network and shape compiles nothing new for these checks.
-"""
 VARIANTS = variant_params(NOT_SEED)
 LAYER_VARIANTS = variant_params([SEED, *EVERY_FIELD])
 
@@ -61,7 +54,7 @@ def test_output_shape(
 def test_output_shape_variants(
     backend: Backend, dtype: str, device: str, spec: NetSpec, rng: np.random.Generator, conformance: Checker
 ) -> None:
-    """The logits' shape and dtype on every spec variant, at :data:`VARIANT_BATCH`."""
+    """The logits' shape and dtype on every spec variant, at :data:`~harness.variants.VARIANT_BATCH`."""
     out = backend.forward(
         spec, params_for(spec, rng, dtype), images(spec, VARIANT_BATCH, rng, dtype), device=device, dtype=dtype
     )
