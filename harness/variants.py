@@ -56,13 +56,6 @@ NOT_SEED = tuple(name for name in SPEC_VARIANTS if name != SEED)
 """Every variant but the seed's network: what the forward checks run beside the seed's own cases."""
 EVERY_FIELD = ("1stage", "3stage")
 """The two networks that change every field the layers depend on: what the per-layer, gradient and step checks run."""
-VARIANT_BATCH = 7
-"""The batch of the forward, shape and per-layer checks on the variants: one size for all of them.
-
-The batch sizes that can break a shape (1, above all) are the seed's own cases; a variant
-changes the feature sizes, not the batch. One size means a backend that compiles per
-network and input shape compiles each variant once for these checks.
-"""
 
 
 def variant_name(spec: NetSpec) -> str:

@@ -9,8 +9,8 @@ from harness import NetSpec, SpecError
 from harness.backend import Backend
 from harness.precision import storage_dtype
 from harness.pytest_plugin import Checker
-from harness.testdata import to_precision
-from harness.variants import EVERY_FIELD, NOT_SEED, SEED, VARIANT_BATCH, variant_params
+from harness.testdata import SMALL_BATCH, to_precision
+from harness.variants import EVERY_FIELD, NOT_SEED, SEED, variant_params
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 2, 7, 64)]
 VARIANTS = variant_params(NOT_SEED)
@@ -54,11 +54,11 @@ def test_output_shape(
 def test_output_shape_variants(
     backend: Backend, dtype: str, device: str, spec: NetSpec, rng: np.random.Generator, conformance: Checker
 ) -> None:
-    """The logits' shape and dtype on every spec variant, at :data:`~harness.variants.VARIANT_BATCH`."""
+    """The logits' shape and dtype on every spec variant, at :data:`~harness.testdata.SMALL_BATCH`."""
     out = backend.forward(
-        spec, params_for(spec, rng, dtype), images(spec, VARIANT_BATCH, rng, dtype), device=device, dtype=dtype
+        spec, params_for(spec, rng, dtype), images(spec, SMALL_BATCH, rng, dtype), device=device, dtype=dtype
     )
-    check_output(out, spec, VARIANT_BATCH, dtype, conformance)
+    check_output(out, spec, SMALL_BATCH, dtype, conformance)
 
 
 @pytest.mark.requires("intermediates")
@@ -67,7 +67,7 @@ def test_intermediate_shapes(
     backend: Backend, dtype: str, device: str, spec: NetSpec, rng: np.random.Generator, conformance: Checker
 ) -> None:
     """Every layer's shape and dtype, on the networks that change every field the layers depend on."""
-    batch = VARIANT_BATCH
+    batch = SMALL_BATCH
     layers = backend.intermediates(
         spec, params_for(spec, rng, dtype), images(spec, batch, rng, dtype), device=device, dtype=dtype
     )

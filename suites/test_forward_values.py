@@ -10,8 +10,8 @@ from harness.backend import Backend, Capability, supports
 from harness.conformance import compare
 from harness.precision import storage_dtype
 from harness.pytest_plugin import Checker
-from harness.testdata import as_float64, random_images, random_params
-from harness.variants import EVERY_FIELD, NOT_SEED, VARIANT_BATCH, variant_params
+from harness.testdata import SMALL_BATCH, as_float64, random_images, random_params
+from harness.variants import EVERY_FIELD, NOT_SEED, variant_params
 
 VARIANTS = variant_params(NOT_SEED)
 LAYER_VARIANTS = variant_params(EVERY_FIELD)
@@ -49,7 +49,7 @@ def test_forward_values(
 def test_forward_values_variants(
     backend: Backend, dtype: str, device: str, spec: NetSpec, rng: np.random.Generator, conformance: Checker
 ) -> None:
-    check_forward(backend, spec, VARIANT_BATCH, dtype, device, rng, conformance)
+    check_forward(backend, spec, SMALL_BATCH, dtype, device, rng, conformance)
 
 
 @pytest.mark.requires("intermediates")
@@ -73,7 +73,7 @@ def check_layers(
     backend: Backend, spec: NetSpec, dtype: str, device: str, rng: np.random.Generator, conformance: Checker
 ) -> None:
     params = random_params(spec, rng, dtype)
-    x = random_images(spec, VARIANT_BATCH, rng, dtype)
+    x = random_images(spec, SMALL_BATCH, rng, dtype)
     expected = oracle.forward_layers(spec, as_float64(params), x.astype(np.float64))
     actual = backend.intermediates(spec, params, x, device=device, dtype=dtype)
     if list(actual) != list(expected):

@@ -28,7 +28,7 @@ from harness.backend import Backend
 from harness.pytest_plugin import Checker
 from harness.results import Measurement
 from harness.spec import NetSpec
-from harness.testdata import data_away_from_kinks, random_target
+from harness.testdata import SMALL_BATCH, data_away_from_kinks, random_target
 from harness.variants import SPEC_VARIANTS
 
 STEP = 1e-5
@@ -49,8 +49,8 @@ def test_gradcheck(
     """Along one random direction per tensor, the gradient's dot product equals the loss's slope."""
     if dtype != "float64":
         pytest.skip("directional differences need float64: float32 rounding swamps the difference quotient")
-    params, x = data_away_from_kinks(spec, 2, rng, dtype, min_margin=MIN_MARGIN)
-    target = random_target(spec, loss, 2, rng, dtype)
+    params, x = data_away_from_kinks(spec, SMALL_BATCH, rng, dtype, min_margin=MIN_MARGIN)
+    target = random_target(spec, loss, SMALL_BATCH, rng, dtype)
     _, grads = backend.gradients(spec, params, x, target, loss=loss, device=device, dtype=dtype)  # type: ignore[attr-defined]
 
     def loss_at(name: str, moved: np.ndarray) -> float:

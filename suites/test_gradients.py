@@ -19,7 +19,7 @@ is in gradient_finite_differences and gradcheck (a compiling backend pays a grap
 
 @pytest.mark.requires("backward")
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("batch", [pytest.param(b, id=f"batch{b}") for b in (1, 7)])
+@pytest.mark.parametrize("batch", [pytest.param(b, id=f"batch{b}") for b in (1, SMALL_BATCH)])
 def test_gradients(
     backend: Backend, dtype: str, device: str, loss: str, batch: int, rng: np.random.Generator, conformance: Checker
 ) -> None:
@@ -68,6 +68,9 @@ def test_gradient_finite_differences(
 
     The spec uses tanh here: central differences straddling a ReLU kink would measure the
     kink, not the gradient. Three coordinates of every parameter and of the input are sampled.
+    One sample, not SMALL_BATCH: the loss sums over the batch, so each sample more adds its
+    rounding error to every difference quotient, while an input pixel's derivative involves
+    one sample only (at batch 7 the smallest headroom over 20 seeds fell from 13 to 1.4).
     """
     if dtype != "float64":
         pytest.skip("finite differences need float64: float32 rounding swamps the difference quotient")
@@ -135,8 +138,8 @@ def test_relu_subgradient_at_zero(backend: Backend, dtype: str, device: str, con
     for name in params:
         if name.endswith(".bias"):
             params[name] = np.zeros_like(params[name])
-    x = np.zeros((2, spec.in_channels, spec.height, spec.width), dtype)
-    target = np.array([1, 4])
+    x = np.zeros((SMALL_BATCH, spec.in_channels, spec.height, spec.width), dtype)
+    target = np.arange(1, 3 * SMALL_BATCH, 3) % spec.num_classes
     _, grads = backend.gradients(spec, params, x, target, loss="cross_entropy", device=device, dtype=dtype)
     _, expected = oracle.gradients(spec, as_float64(params), x.astype(np.float64), target, "cross_entropy")
     for name, reference in expected.items():

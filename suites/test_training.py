@@ -90,7 +90,7 @@ def test_training_converges(
     measured by the oracle on the parameters the backend returns.
     """
     spec = NetSpec()
-    batch = 8
+    batch = SMALL_BATCH
     x = rng.standard_normal((batch, spec.in_channels, spec.height, spec.width)).astype(dtype)
     target = random_target(spec, loss, batch, rng, dtype)
     if supports(backend, Capability.INIT):
