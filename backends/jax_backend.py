@@ -31,7 +31,8 @@ also times torch on cuda.
 
 Init (``jax.random``): conv weights N(0, 2/fan_out) (Kaiming normal, fan_out, ReLU gain),
 linear weights U(-a, a) with a = sqrt(6/(fan_in+fan_out)) (Xavier uniform), biases 0.
-Each parameter draws from ``fold_in(key(seed), its index)`` in the requested dtype.
+Each parameter draws from ``fold_in(key(seed), its index)`` in the requested dtype. The
+draws of one spec and dtype are one compiled program (one compile, not one per weight shape).
 
 Known deviation: XLA's ``tanh`` on the CPU is not monotonic near saturation, in float32 and float64
 (``harness_known_deviations`` below).
@@ -169,7 +170,24 @@ def _sgd_step(spec: NetSpec, loss: str, params: Params, x: Any, target: Any, lr:
     return {name: p - lr * grads[name] for name, p in params.items()}, value
 
 
+def _init_weights(spec: NetSpec, dtype: str, key: Any) -> Params:
+    """Every weight of ``spec``, each from ``fold_in(key, its parameter index)``; biases are zeros, not drawn."""
+    weights = {}
+    for index, (name, shape) in enumerate(spec.parameter_shapes().items()):
+        if name.endswith(".bias"):
+            continue
+        draw = jax.random.fold_in(key, index)
+        fan_in, fan_out = spec.fans(name)
+        if len(shape) == 4:  # N(0, 2 / fan_out)
+            weights[name] = math.sqrt(2.0 / fan_out) * jax.random.normal(draw, shape, dtype)
+        else:  # U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            weights[name] = jax.random.uniform(draw, shape, dtype, minval=-bound, maxval=bound)
+    return weights
+
+
 if jax is not None:
+    _jit_init_weights = jax.jit(_init_weights, static_argnums=(0, 1))
     _jit_layers = jax.jit(_layers, static_argnums=0)
     _jit_logits = jax.jit(_logits, static_argnums=0)
     _jit_value_and_grads = jax.jit(_value_and_grads, static_argnums=(0, 1))
@@ -401,23 +419,12 @@ class JaxBackend:
     def init_params(self, spec: NetSpec, *, seed: int, dtype: str) -> dict[str, np.ndarray]:
         """Kaiming-normal (fan_out, ReLU gain) convs, Xavier-uniform linears, zero biases, by ``jax.random``."""
         dtype = self._dtype(dtype)
-        params: dict[str, np.ndarray] = {}
         with precision_scope(dtype):
             # A 64-bit seed in two 32-bit words, so any seed works whether x64 is on or off.
             key = jax.random.fold_in(jax.random.key(seed & 0xFFFFFFFF), (seed >> 32) & 0xFFFFFFFF)
-            for index, (name, shape) in enumerate(spec.parameter_shapes().items()):
-                if name.endswith(".bias"):
-                    params[name] = np.zeros(shape, dtype)
-                    continue
-                draw = jax.random.fold_in(key, index)
-                fan_in, fan_out = spec.fans(name)
-                if len(shape) == 4:  # N(0, 2 / fan_out)
-                    values = math.sqrt(2.0 / fan_out) * jax.random.normal(draw, shape, dtype)
-                else:  # U(-a, a), a = sqrt(6 / (fan_in + fan_out))
-                    bound = math.sqrt(6.0 / (fan_in + fan_out))
-                    values = jax.random.uniform(draw, shape, dtype, minval=-bound, maxval=bound)
-                params[name] = np.asarray(values)
-        return params
+            weights = _to_numpy(_jit_init_weights(spec, dtype, key))
+        shapes = spec.parameter_shapes()
+        return {name: weights[name] if name in weights else np.zeros(shape, dtype) for name, shape in shapes.items()}
 
     def activation(self, name: str, x: np.ndarray) -> np.ndarray:
         fn = _activation(name)
