@@ -20,11 +20,11 @@ SMALL_BATCH = 7
 
 The gradient, gradcheck, subgradient, train-step, convergence, fast-path train-step,
 non-finite, layout and hygiene checks use it, and so do the variants' forward, shape and
-per-layer checks (finite differences use one sample: see that check). One
-size for all of them, so a backend that compiles for each input shape (XLA compiles every
-batch size anew) compiles each operation once for the suite, not once per check. Seven is
-odd and more than one chunk of 4, so a kernel that handles the samples in groups of 2 or 4
-has a ragged last group here. The sizes that can break a shape (1, above all) and the chunk
+per-layer checks (finite differences use one sample: see that check). One size for all of
+them, so a backend that compiles for each input shape (XLA compiles every batch size anew)
+compiles each operation once for the suite, not once per check. Seven is odd and more than
+one chunk of 4, so a kernel that handles the samples in groups of 2 or 4 has a ragged last
+group here. The sizes that can break a shape (1, above all) and the chunk
 edges of large batches are the seed's own cases (``output_shape``, ``batch_independence``).
 """
 

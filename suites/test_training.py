@@ -14,7 +14,7 @@ from harness.variants import EVERY_FIELD, variant_params
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
 LEARNING_RATE = 0.01
 VARIANTS = variant_params(EVERY_FIELD)
-"""Networks that change every spec field but the input size and activation (see harness.variants)."""
+"""The networks that change every field the layers depend on (see harness.variants)."""
 
 
 @pytest.mark.requires("train_step")

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.scheduling import backend_of
-from tests.conftest import builtins_but
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, builtins_but
 
 
 @pytest.mark.parametrize(
