@@ -40,6 +40,8 @@ OUTPUTS = (
 )
 PREVIOUS = "previous"
 LOCK = ".netharness.lock"
+Steps = list[tuple[str, str, StepOutcome]]
+"""(title, backend, outcome) of each step that ran, in order."""
 
 
 @contextmanager
@@ -106,17 +108,65 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
                     commit=git_commit(),
                 ),
             )
-        # --timeout: the checkout's pyproject sets it, a user's project may not.
-        common = [f"--device={args.device}", f"--seed={args.seed}", "-p", "no:cacheprovider", "--timeout=300"]
-        if args.strict_backends:
-            common.append("--strict-backends")
-        env = {"NETHARNESS_ARTIFACTS": str((out / "artifacts").resolve())}
         parts = out / ".parts"
         shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir()
-        steps: list[tuple[str, str, StepOutcome]] = []
+        steps, interrupted = run_steps(args, selected, suites, out, parts)
+        merge_benchmarks(sorted(parts.glob("bench-*.json")), out / "benchmarks.json")
+        shutil.rmtree(parts, ignore_errors=True)
+        problems = verdict_problems(steps, selected, strict=args.strict_backends, interrupted=interrupted)
+        status = EXIT_INTERRUPTED if interrupted else (1 if problems or any(o.exit_code for *_, o in steps) else 0)
+        for path in (conformance, checks):
+            append_record(
+                path,
+                {
+                    "kind": "run_end",
+                    "time": time.time(),
+                    "exitstatus": status,
+                    "interrupted": interrupted,
+                    "crashed": [t for *_, o in steps for t in o.crashed],
+                    "problems": problems,
+                },
+            )
         total = 2 * len(selected) + 1
-        number = 0
+        print(f"netharness [{total}/{total}] report", flush=True)
+        from reports.commands import cmd_report
+
+        inputs = [str(p) for p in (conformance, out / "benchmarks.json") if p.exists()]
+        cmd_report(argparse.Namespace(results=inputs, out=str(out)))
+        from reports.verdicts import end_of_run_lines
+
+        print("netharness: verdict", flush=True)
+        for line in end_of_run_lines([conformance, out / "benchmarks.json"], selected):
+            print(f"  {line}", flush=True)
+        if had_previous:
+            if status == 0 or (status == 1 and not interrupted):
+                shutil.rmtree(out / PREVIOUS, ignore_errors=True)
+            else:
+                print(f"netharness: the previous run's report is kept in {out / PREVIOUS}", flush=True)
+        print(f"netharness: {out / 'summary.md'}\nnetharness: {out / 'report.html'}", flush=True)
+        return status
+
+
+def run_steps(
+    args: argparse.Namespace, selected: list[str], suites: Path, out: Path, parts: Path
+) -> tuple[Steps, bool]:
+    """Conformance, then benchmarks, of each selected backend, each step a supervised pytest process.
+
+    Returns the steps and whether a stop request (SIGINT, SIGTERM) ended the run early: a
+    request during a step ends that step (what finished is kept), one between steps ends
+    the loop; either way the caller still writes the report.
+    """
+    # --timeout: the checkout's pyproject sets it, a user's project may not.
+    common = [f"--device={args.device}", f"--seed={args.seed}", "-p", "no:cacheprovider", "--timeout=300"]
+    if args.strict_backends:
+        common.append("--strict-backends")
+    env = {"NETHARNESS_ARTIFACTS": str((out / "artifacts").resolve())}
+    conformance, checks = out / "conformance.jsonl", out / "benchmark-checks.jsonl"
+    steps: Steps = []
+    total = 2 * len(selected) + 1
+    number = 0
+    try:
         for title in ("conformance", "benchmarks"):
             for name in selected:
                 number += 1
@@ -149,45 +199,12 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
                 )
                 steps.append((title, name, outcome))
                 if outcome.interrupted:
-                    break
+                    return steps, True
                 if outcome.exit_code in (3, 4):  # pytest's internal and usage errors: the next step would fail alike
                     raise UsageError(f"the {title} step of {name} stopped with pytest exit code {outcome.exit_code}")
-            if any(o.interrupted for _, _, o in steps):
-                break
-        interrupted = any(o.interrupted for _, _, o in steps)
-        merge_benchmarks(sorted(parts.glob("bench-*.json")), out / "benchmarks.json")
-        shutil.rmtree(parts, ignore_errors=True)
-        problems = verdict_problems(steps, selected, strict=args.strict_backends)
-        status = EXIT_INTERRUPTED if interrupted else (1 if problems or any(o.exit_code for *_, o in steps) else 0)
-        for path in (conformance, checks):
-            append_record(
-                path,
-                {
-                    "kind": "run_end",
-                    "time": time.time(),
-                    "exitstatus": status,
-                    "interrupted": interrupted,
-                    "crashed": [t for *_, o in steps for t in o.crashed],
-                    "problems": problems,
-                },
-            )
-        print(f"netharness [{total}/{total}] report", flush=True)
-        from reports.commands import cmd_report
-
-        inputs = [str(p) for p in (conformance, out / "benchmarks.json") if p.exists()]
-        cmd_report(argparse.Namespace(results=inputs, out=str(out)))
-        from reports.verdicts import end_of_run_lines
-
-        print("netharness: verdict", flush=True)
-        for line in end_of_run_lines([conformance, out / "benchmarks.json"], selected):
-            print(f"  {line}", flush=True)
-        if had_previous:
-            if status == 0 or (status == 1 and not interrupted):
-                shutil.rmtree(out / PREVIOUS, ignore_errors=True)
-            else:
-                print(f"netharness: the previous run's report is kept in {out / PREVIOUS}", flush=True)
-        print(f"netharness: {out / 'summary.md'}\nnetharness: {out / 'report.html'}", flush=True)
-        return status
+    except KeyboardInterrupt:  # the stop request landed between two steps
+        return steps, True
+    return steps, False
 
 
 @functools.cache
@@ -199,7 +216,7 @@ def peak_once() -> str:
     return repr(measure_peak_gflops())
 
 
-def verdict_problems(steps: list[tuple[str, str, StepOutcome]], selected: list[str], *, strict: bool) -> list[str]:
+def verdict_problems(steps: Steps, selected: list[str], *, strict: bool, interrupted: bool) -> list[str]:
     """What makes the run fail beyond a failed check: crashes, dead processes, backends that ran nothing."""
     problems = []
     for title, name, outcome in steps:
@@ -209,7 +226,7 @@ def verdict_problems(steps: list[tuple[str, str, StepOutcome]], selected: list[s
     if strict:
         for name in selected:
             ran = sum(o.ran.get(name, 0) for title, n, o in steps if title == "conformance" and n == name)
-            if ran == 0 and not any(o.interrupted for *_, o in steps):
+            if ran == 0 and not interrupted:
                 problems.append(f"{name}: ran no conformance check (--strict-backends)")
     for problem in problems:
         print(f"netharness: FAILED: {problem}", flush=True)

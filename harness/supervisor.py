@@ -8,7 +8,8 @@ exit status, and a new child resumes after it with every finished test deselecte
 supervisor writes the one ``run_end`` record.
 
 SIGINT and SIGTERM stop the child with SIGINT (so it writes what finished) and mark the run
-interrupted.
+interrupted; the same request arriving again while the run stops is ignored
+(:func:`terminate_as_interrupt`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ EXIT_INTERRUPTED = 130
 STOP_GRACE_S = 60.0
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM reached the supervisor."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached the supervisor (a KeyboardInterrupt, so it ends what Ctrl-C ends)."""
 
 
 @dataclass
@@ -53,18 +54,50 @@ class StepOutcome:
     died_outside_a_test: str = ""
 
 
+class RaiseOnce:
+    """A signal handler that raises :class:`Interrupted` for the first signal and ignores the ones after it.
+
+    One stop request often arrives more than once: ``timeout``, and many CI runners, signal
+    the process and then its whole process group, and an impatient user presses Ctrl-C
+    twice. The first starts the stop (the child is stopped, what finished is written, the
+    report says PARTIAL); a second must not break off that very work.
+    """
+
+    def __init__(self) -> None:
+        self.received = ""
+        """The first signal's name, once one came."""
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.received:
+            return
+        self.received = signal.Signals(signum).name
+        # Ignored from here on, by the OS: also while Python shuts down, which would reset
+        # a Python handler to the default (and a late SIGTERM would end the process).
+        for other in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(other) is self:
+                signal.signal(other, signal.SIG_IGN)
+        raise Interrupted(self.received)
+
+
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Interrupted` (and Ctrl-C too), for the duration."""
+    """SIGTERM and Ctrl-C raise :class:`Interrupted` once (:class:`RaiseOnce`), for the duration.
 
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    Once one came, later ones stay ignored after the block too: the process is on its way
+    out, and its exit status says it was interrupted. A SIGINT that was ignored when this
+    started (a background job) stays ignored.
+    """
+    handler = RaiseOnce()
+    signals = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signals.append(signal.SIGINT)
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not handler.received:
+            for signum, was in previous.items():
+                signal.signal(signum, was)
 
 
 def describe_exit(code: int) -> str:
@@ -161,18 +194,23 @@ def _crash_record(started: dict[str, Any], code: int, seed: int, device: str) ->
 
 
 def honour_stop_requests() -> None:
-    """In a supervised child, let SIGINT raise KeyboardInterrupt even if it was ignored at start.
+    """In a supervised child, let SIGINT and SIGTERM stop pytest as Ctrl-C does, once.
 
     The supervisor stops a child with SIGINT (:func:`_stop`), so that it writes what finished.
     A shell without job control starts a background job (``netharness run ... &`` in a
     script, many CI runners) with SIGINT ignored, and Python leaves an ignored SIGINT
     ignored: the child would run on until the grace period ran out and it was killed, and
-    its end record would be lost. Called by the pytest plugin at configure time.
+    its end record would be lost. A SIGTERM sent to the whole process group (``timeout``)
+    reaches the child too, and would end it at once, without that record. So both raise
+    :class:`Interrupted` (a KeyboardInterrupt, which pytest ends cleanly on) for the first
+    signal, and the supervisor's own SIGINT that follows is ignored (:class:`RaiseOnce`).
+    Called by the pytest plugin at configure time.
     """
     if os.environ.get(SUPERVISED_ENV) != "1" or threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    handler = RaiseOnce()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
 
 
 XDIST_WORKER_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
@@ -185,8 +223,10 @@ def _run_child(args: list[str], env: dict[str, str], outcome: StepOutcome) -> in
     process = subprocess.Popen([sys.executable, "-m", "pytest", *args], env={**inherited, **env})
     try:
         return process.wait()
-    except (KeyboardInterrupt, Interrupted):
+    except KeyboardInterrupt as stop:
         outcome.interrupted = True
+        why = stop.args[0] if isinstance(stop, Interrupted) else "SIGINT"
+        print(f"netharness: {why}: stopping; every finished check is kept", file=sys.stderr, flush=True)
         return _stop(process)
 
 
@@ -198,9 +238,7 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
     while process.poll() is None and time.monotonic() < deadline:
         try:
             process.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            continue
-        except (KeyboardInterrupt, Interrupted):
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
             continue
     if process.poll() is None:
         process.kill()

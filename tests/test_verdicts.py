@@ -275,3 +275,104 @@ def test_sigterm_stops_the_child_and_marks_the_run_interrupted(tmp_path: Path, f
         os.kill(child, 0)
     kinds = [json.loads(line)["kind"] for line in results.read_text().splitlines()]
     assert kinds[-1] == "child_end" and "started" in kinds
+
+
+def test_a_stop_request_sent_again_to_the_whole_process_group_is_still_a_clean_stop(
+    tmp_path: Path, fake_site: Path
+) -> None:
+    """``timeout`` and many CI runners signal the process, then its whole group: the supervisor
+    sees SIGTERM twice and its pytest child sees it too. The run still stops cleanly: exit
+    130, no traceback, the child gone and its end record written."""
+    import signal
+    import time
+
+    suite, env = make_project(tmp_path, fake_site, "pass")
+    suite.write_text(SLOW_SUITE)
+    script, results, pid_file = tmp_path / "supervise.py", tmp_path / "r.jsonl", tmp_path / "child.pid"
+    script.write_text(SUPERVISE)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(suite), str(results)],
+        cwd=tmp_path,
+        env={**os.environ, **env, "CHILD_PID_FILE": str(pid_file), "SIGINT_AT_START": "default"},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, "the test never started"
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        process.send_signal(signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "netharness: SIGTERM: stopping; every finished check is kept" in stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    kinds = [json.loads(line)["kind"] for line in results.read_text().splitlines()]
+    assert kinds[-1] == "child_end" and "started" in kinds
+
+
+def test_each_stop_signal_after_the_first_is_ignored() -> None:
+    import signal
+
+    from harness.supervisor import Interrupted, RaiseOnce
+
+    handler = RaiseOnce()
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with pytest.raises(Interrupted, match="SIGTERM"):
+            handler(signal.SIGTERM, None)
+        handler(signal.SIGTERM, None)  # the same request again, as `timeout` sends it to the group
+        handler(signal.SIGINT, None)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # the OS drops the next ones
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_main_job_stopped_by_timeout_still_writes_a_partial_report(tmp_path: Path, fake_site: Path) -> None:
+    """As ``timeout`` stops it: SIGTERM to the main job mid-step, then to its whole process group
+    (here again and again, until it ends: none of those may break off writing the report)."""
+    import signal
+    import time
+
+    _, env = make_project(tmp_path, fake_site, "__import__('time').sleep(120)")
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [Path(sys.executable).with_name("netharness"), "run", "--quick", "--backend=my-good,bad", "--out", str(out)],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while '"backend": "bad", "check"' not in _read(out / "conformance.jsonl"):
+            assert process.poll() is None and time.monotonic() < deadline, "bad's conformance never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        while process.poll() is None:  # and again to the group, until it ends (the report is written meanwhile)
+            os.killpg(process.pid, signal.SIGTERM)
+            time.sleep(0.01)
+        output = process.stdout.read() if process.stdout else ""
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output, output
+    assert "PARTIAL RUN" in (out / "report.html").read_text()
+    records = [json.loads(line) for line in (out / "conformance.jsonl").read_text().splitlines()]
+    assert records[-1]["kind"] == "run_end" and records[-1]["interrupted"] is True
+    assert any(r.get("backend") == "my-good" and r.get("outcome") == "passed" for r in records)
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
