@@ -25,9 +25,10 @@ Executables persist across processes in JAX's compilation cache (:func:`use_comp
 a benchmark record names the cache in ``compilation_cache``.
 
 Devices are what ``jax.devices()`` reports: ``cpu`` always, ``cuda`` where the installed
-jaxlib has a GPU backend. On a GPU, JAX reserves most of the GPU's memory when it first
-starts; set ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` in the shell that starts a run which
-also times torch on cuda.
+jaxlib has a GPU backend. The operations whose contract names no device (init, activations,
+losses) compute on the CPU, on every machine (:func:`host_scope`). On a GPU, JAX reserves
+most of the GPU's memory when it first starts; set ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
+in the shell that starts a run which also times torch on cuda.
 
 Init (``jax.random``): conv weights N(0, 2/fan_out) (Kaiming normal, fan_out, ReLU gain),
 linear weights U(-a, a) with a = sqrt(6/(fan_in+fan_out)) (Xavier uniform), biases 0.
@@ -44,8 +45,8 @@ import functools
 import math
 import os
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,19 @@ def precision_scope(dtype: str) -> AbstractContextManager[Any]:
     """JAX's x64 mode on for float64 calls and off for float32 ones, for this block only."""
     use_compilation_cache()
     return jax.enable_x64(dtype == "float64")  # type: ignore[no-any-return]
+
+
+@contextmanager
+def host_scope(dtype: str) -> Iterator[None]:
+    """:func:`precision_scope` on JAX's CPU device, for the operations whose contract names no device.
+
+    ``init_params``, ``activation``, ``activation_grad`` and ``loss`` take no device, and
+    JAX's default device is the GPU where there is one: the same call would give another
+    machine's answer (XLA's GPU tanh is not its CPU tanh). Like every other backend's, they
+    compute on the CPU.
+    """
+    with precision_scope(dtype), jax.default_device(jax.devices("cpu")[0]):
+        yield
 
 
 @functools.cache
@@ -419,7 +433,7 @@ class JaxBackend:
     def init_params(self, spec: NetSpec, *, seed: int, dtype: str) -> dict[str, np.ndarray]:
         """Kaiming-normal (fan_out, ReLU gain) convs, Xavier-uniform linears, zero biases, by ``jax.random``."""
         dtype = self._dtype(dtype)
-        with precision_scope(dtype):
+        with host_scope(dtype):
             # A 64-bit seed in two 32-bit words, so any seed works whether x64 is on or off.
             key = jax.random.fold_in(jax.random.key(seed & 0xFFFFFFFF), (seed >> 32) & 0xFFFFFFFF)
             weights = _to_numpy(_jit_init_weights(spec, dtype, key))
@@ -428,13 +442,13 @@ class JaxBackend:
 
     def activation(self, name: str, x: np.ndarray) -> np.ndarray:
         fn = _activation(name)
-        with precision_scope(_array_dtype(x)):
+        with host_scope(_array_dtype(x)):
             return np.asarray(fn(jnp.asarray(x)))
 
     def activation_grad(self, name: str, x: np.ndarray) -> np.ndarray:
         """The elementwise derivative: the JVP of the activation along ones."""
         fn = _activation(name)
-        with precision_scope(_array_dtype(x)):
+        with host_scope(_array_dtype(x)):
             value = jnp.asarray(x)
             return np.asarray(jax.jvp(fn, (value,), (jnp.ones_like(value),))[1])
 
@@ -444,7 +458,7 @@ class JaxBackend:
         if logits.ndim != 2:
             raise SpecError("logits must be a float array of shape (N, classes)")
         target = _labels_or_target(NetSpec(num_classes=logits.shape[1]), name, target, logits.shape[0], dtype)
-        with precision_scope(dtype):
+        with host_scope(dtype):
             return float(_loss(name, jnp.asarray(logits), jnp.asarray(target)))
 
     # -- helpers -------------------------------------------------------------------------------

@@ -40,6 +40,10 @@ Optional operations, by capability:
     ``train_step(spec, params, x, target, *, loss, lr, device, dtype) -> new params``: one
     gradient-descent step, ``p - lr * dL/dp``. ``params`` is not modified.
 
+``init_params``, ``activation``, ``activation_grad`` and ``loss`` take no device: compute
+them where the answer does not depend on the machine (every built-in backend uses the CPU;
+``--device`` does not move them).
+
 Benchmarking (optional, any backend): ``prepare(spec, params, *, device, dtype)`` returns
 an object that holds its own copy of the parameters, so the benchmarks time steady state:
 
