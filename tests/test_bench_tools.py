@@ -31,6 +31,19 @@ def test_gpu_check_stops_at_once_without_cuda(tmp_path: Path) -> None:
     assert "run this on a GPU machine" in result.stderr
 
 
+
+def test_gpu_check_names_a_python_that_is_not_there(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "NETHARNESS_PYTHON": str(tmp_path / "no-python")},
+    )
+    assert result.returncode == 2
+    assert f"gpu_check: no Python at {tmp_path / 'no-python'}" in result.stderr
+
 def test_bench_backends_prints_each_backend_beside_its_reference() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "bench_backends.py"), "--batches=1", "--rounds=1", "--repeats=1",
