@@ -3,7 +3,10 @@
 One configuration is timed in one process, alternately, by the harness itself (its
 benchmark test run by pytest-benchmark, via ``pytest.main``) and by
 ``torch.utils.benchmark.Timer.blocked_autorange`` on the very runner the harness prepared.
-Both medians are printed with their ratio; they should agree within 10%.
+Both medians are printed with their ratio; they should agree within 10%. Each trial's pair is
+printed too, with the rounds the harness timed: it times at most 200 (``suites/bench_net.py``),
+so a call much shorter than ``--seconds``/200 is timed over less than ``--seconds``, while
+``blocked_autorange`` always fills it.
 """
 
 from __future__ import annotations
@@ -21,9 +24,19 @@ AGREEMENT = 0.10
 
 
 @dataclass
+class Trial:
+    """One alternation: the harness's median and rounds, then torch's median on the same runner."""
+
+    harness_median_s: float
+    harness_rounds: int
+    torch_median_s: float
+
+
+@dataclass
 class Fidelity:
     harness_median_s: float
     torch_median_s: float
+    trials: list[Trial]
 
     @property
     def ratio(self) -> float:
@@ -34,8 +47,11 @@ class Fidelity:
         return abs(self.ratio - 1) <= AGREEMENT
 
 
-def harness_median(bench_file: Path, test_id: str, backend: str, device: str, seconds: float) -> float:
-    """Time one configuration exactly as the benchmark suite does: pytest-benchmark, in this process."""
+def harness_median(bench_file: Path, test_id: str, backend: str, device: str, seconds: float) -> tuple[float, int]:
+    """Time one configuration exactly as the benchmark suite does: pytest-benchmark, in this process.
+
+    Returns the median and the number of timed rounds.
+    """
     import json
     import os
     import tempfile
@@ -60,7 +76,8 @@ def harness_median(bench_file: Path, test_id: str, backend: str, device: str, se
         )
         if code != 0 or not out.exists():
             raise UsageError(f"the harness benchmark {test_id} did not run (pytest exit code {code})")
-        return float(json.loads(out.read_text())["benchmarks"][0]["stats"]["median"])
+        stats = json.loads(out.read_text())["benchmarks"][0]["stats"]
+        return float(stats["median"]), int(stats["rounds"])
 
 
 def same_runner(backend: str, batch: int, device: str) -> Any:
@@ -89,11 +106,10 @@ def measure(backend_name: str, phase: str, batch: int, device: str, trials: int,
     if not bench_file.exists():
         raise UsageError(f"no {bench_file}; run netharness fidelity from the netharness checkout")
     test_id = f"test_benchmark[{backend_name}-{phase}-float32-batch{batch}]"
-    ours: list[float] = []
-    theirs: list[float] = []
+    done: list[Trial] = []
     for trial in range(trials):  # alternated, so drift in the machine's speed hits both alike
         print(f"netharness fidelity: trial {trial + 1}/{trials}", flush=True)
-        ours.append(harness_median(bench_file, test_id, backend_name, device, seconds))
+        median, rounds = harness_median(bench_file, test_id, backend_name, device, seconds)
         runner = same_runner(backend_name, batch, device)
         work = runner.forward if phase == "forward" else runner.train_step
 
@@ -101,13 +117,20 @@ def measure(backend_name: str, phase: str, batch: int, device: str, trials: int,
             work()
             runner.synchronize()
 
-        theirs.append(torch_blocked_autorange(one_round, seconds))
-    return Fidelity(statistics.median(ours), statistics.median(theirs))
+        done.append(Trial(median, rounds, torch_blocked_autorange(one_round, seconds)))
+    return Fidelity(
+        statistics.median(t.harness_median_s for t in done), statistics.median(t.torch_median_s for t in done), done
+    )
 
 
 def run_fidelity(backend: str, phase: str, batch: int, device: str, trials: int, seconds: float) -> int:
     result = measure(backend, phase, batch, device, trials, seconds)
     print(f"configuration: {backend} {phase} float32 batch{batch} {device}")
+    for number, trial in enumerate(result.trials, 1):
+        print(
+            f"trial {number}: harness {trial.harness_median_s * 1e3:.4f} ms ({trial.harness_rounds} rounds),"
+            f" torch {trial.torch_median_s * 1e3:.4f} ms"
+        )
     print(f"harness median:                    {result.harness_median_s * 1e3:9.4f} ms")
     print(f"torch blocked_autorange median:    {result.torch_median_s * 1e3:9.4f} ms")
     verdict = "agree" if result.agrees else "DISAGREE"

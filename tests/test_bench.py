@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,5 @@ def test_fidelity_prints_both_medians(tmp_path: Path) -> None:
     assert "configuration: eager forward float32 batch1 cpu" in result.stdout
     assert "harness median:" in result.stdout and "torch blocked_autorange median:" in result.stdout
     assert "ratio harness/torch:" in result.stdout
+    # Each trial's pair, with how many rounds the harness timed (pytest-benchmark's own count).
+    assert re.search(r"^trial 1: harness [0-9.]+ ms \([1-9][0-9]* rounds\), torch [0-9.]+ ms$", result.stdout, re.M)
