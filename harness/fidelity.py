@@ -34,9 +34,15 @@ class Trial:
 
 @dataclass
 class Fidelity:
-    harness_median_s: float
-    torch_median_s: float
     trials: list[Trial]
+
+    @property
+    def harness_median_s(self) -> float:
+        return statistics.median(t.harness_median_s for t in self.trials)
+
+    @property
+    def torch_median_s(self) -> float:
+        return statistics.median(t.torch_median_s for t in self.trials)
 
     @property
     def ratio(self) -> float:
@@ -118,9 +124,7 @@ def measure(backend_name: str, phase: str, batch: int, device: str, trials: int,
             runner.synchronize()
 
         done.append(Trial(median, rounds, torch_blocked_autorange(one_round, seconds)))
-    return Fidelity(
-        statistics.median(t.harness_median_s for t in done), statistics.median(t.torch_median_s for t in done), done
-    )
+    return Fidelity(done)
 
 
 def run_fidelity(backend: str, phase: str, batch: int, device: str, trials: int, seconds: float) -> int:

@@ -16,33 +16,31 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def test_gpu_check_stops_at_once_without_cuda(tmp_path: Path) -> None:
-    if cuda_available():
-        pytest.skip("this machine has CUDA: tools/gpu_check.sh would run for real")
-    result = subprocess.run(
-        ["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path)],
+def run_gpu_check(out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(ROOT / "tools" / "gpu_check.sh"), str(out)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=env,
     )
+
+
+def test_gpu_check_stops_at_once_without_cuda(tmp_path: Path) -> None:
+    if cuda_available():
+        pytest.skip("this machine has CUDA: tools/gpu_check.sh would run for real")
+    result = run_gpu_check(tmp_path)
     assert result.returncode == 2
     assert "gpu_check: torch sees no CUDA device" in result.stderr
     assert "run this on a GPU machine" in result.stderr
 
 
-
 def test_gpu_check_names_a_python_that_is_not_there(tmp_path: Path) -> None:
-    result = subprocess.run(
-        ["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "NETHARNESS_PYTHON": str(tmp_path / "no-python")},
-    )
+    result = run_gpu_check(tmp_path, {"PATH": "/usr/bin:/bin", "NETHARNESS_PYTHON": str(tmp_path / "no-python")})
     assert result.returncode == 2
     assert f"gpu_check: no Python at {tmp_path / 'no-python'}" in result.stderr
+
 
 def test_bench_backends_prints_each_backend_beside_its_reference() -> None:
     result = subprocess.run(

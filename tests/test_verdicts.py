@@ -245,10 +245,13 @@ sys.exit(outcome.exit_code)
 """
 
 
-@pytest.mark.parametrize("sigint", ["default", "ignored"])
-def test_sigterm_stops_the_child_and_marks_the_run_interrupted(tmp_path: Path, fake_site: Path, sigint: str) -> None:
-    """The child writes what finished and ends, also when the supervisor was started with SIGINT ignored."""
-    import signal
+def start_slow_supervised_run(
+    tmp_path: Path, fake_site: Path, sigint: str, **popen: Any
+) -> tuple[subprocess.Popen[str], int, Path]:
+    """The supervisor (:data:`SUPERVISE`) over a test that sleeps, once its child runs that test.
+
+    Returns the supervisor's process, the pytest child's pid and the results file.
+    """
     import time
 
     suite, env = make_project(tmp_path, fake_site, "pass")
@@ -259,22 +262,38 @@ def test_sigterm_stops_the_child_and_marks_the_run_interrupted(tmp_path: Path, f
         [sys.executable, str(script), str(suite), str(results)],
         cwd=tmp_path,
         env={**os.environ, **env, "CHILD_PID_FILE": str(pid_file), "SIGINT_AT_START": sigint},
+        text=True,
+        **popen,
     )
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the test never started")
+        time.sleep(0.05)
+    return process, int(pid_file.read_text()), results
+
+
+def child_gone_and_ended(child: int, results: Path) -> None:
+    with pytest.raises(ProcessLookupError):  # the pytest child is gone, not orphaned
+        os.kill(child, 0)
+    kinds = [json.loads(line)["kind"] for line in results.read_text().splitlines()]
+    assert kinds[-1] == "child_end" and "started" in kinds
+
+
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_sigterm_stops_the_child_and_marks_the_run_interrupted(tmp_path: Path, fake_site: Path, sigint: str) -> None:
+    """The child writes what finished and ends, also when the supervisor was started with SIGINT ignored."""
+    import signal
+
+    process, child, results = start_slow_supervised_run(tmp_path, fake_site, sigint)
     try:
-        deadline = time.monotonic() + 120
-        while not (pid_file.exists() and pid_file.read_text()):
-            assert process.poll() is None and time.monotonic() < deadline, "the test never started"
-            time.sleep(0.05)
-        child = int(pid_file.read_text())
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=90) == 130
     finally:
         if process.poll() is None:
             process.kill()
-    with pytest.raises(ProcessLookupError):  # the pytest child is gone, not orphaned
-        os.kill(child, 0)
-    kinds = [json.loads(line)["kind"] for line in results.read_text().splitlines()]
-    assert kinds[-1] == "child_end" and "started" in kinds
+    child_gone_and_ended(child, results)
 
 
 def test_a_stop_request_sent_again_to_the_whole_process_group_is_still_a_clean_stop(
@@ -284,26 +303,11 @@ def test_a_stop_request_sent_again_to_the_whole_process_group_is_still_a_clean_s
     sees SIGTERM twice and its pytest child sees it too. The run still stops cleanly: exit
     130, no traceback, the child gone and its end record written."""
     import signal
-    import time
 
-    suite, env = make_project(tmp_path, fake_site, "pass")
-    suite.write_text(SLOW_SUITE)
-    script, results, pid_file = tmp_path / "supervise.py", tmp_path / "r.jsonl", tmp_path / "child.pid"
-    script.write_text(SUPERVISE)
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(suite), str(results)],
-        cwd=tmp_path,
-        env={**os.environ, **env, "CHILD_PID_FILE": str(pid_file), "SIGINT_AT_START": "default"},
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    process, child, results = start_slow_supervised_run(
+        tmp_path, fake_site, "default", stderr=subprocess.PIPE, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + 120
-        while not (pid_file.exists() and pid_file.read_text()):
-            assert process.poll() is None and time.monotonic() < deadline, "the test never started"
-            time.sleep(0.05)
-        child = int(pid_file.read_text())
         process.send_signal(signal.SIGTERM)
         os.killpg(process.pid, signal.SIGTERM)
         _, stderr = process.communicate(timeout=90)
@@ -313,10 +317,7 @@ def test_a_stop_request_sent_again_to_the_whole_process_group_is_still_a_clean_s
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
     assert "netharness: SIGTERM: stopping; every finished check is kept" in stderr
-    with pytest.raises(ProcessLookupError):
-        os.kill(child, 0)
-    kinds = [json.loads(line)["kind"] for line in results.read_text().splitlines()]
-    assert kinds[-1] == "child_end" and "started" in kinds
+    child_gone_and_ended(child, results)
 
 
 def test_each_stop_signal_after_the_first_is_ignored() -> None:
