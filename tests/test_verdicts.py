@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -368,7 +369,9 @@ def test_a_main_job_stopped_by_timeout_still_writes_a_partial_report(tmp_path: P
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, output
-    assert "Traceback" not in output, output
+    # No traceback through the harness. pytest itself may print "Exception ignored in" noise from
+    # its capture machinery when the stop lands in a test's setup, as a Ctrl-C there does.
+    assert not re.search(r'File "[^"]*/(harness|reports)/[^"]*"', output), output
     assert "PARTIAL RUN" in (out / "report.html").read_text()
     records = [json.loads(line) for line in (out / "conformance.jsonl").read_text().splitlines()]
     assert records[-1]["kind"] == "run_end" and records[-1]["interrupted"] is True
