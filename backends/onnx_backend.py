@@ -1,7 +1,7 @@
 """``onnx``: the eager Net exported with ``torch.onnx.export`` and run by onnxruntime, as deployed.
 
 Two models per (spec, dtype), each exported once (``torch.onnx.export(dynamo=True)``,
-offline through onnxscript, about a second), fully checked and written atomically under
+offline through onnxscript, under a second), fully checked and written atomically under
 ``$NETHARNESS_ARTIFACTS/onnx/`` (default ``.netharness/artifacts/onnx/``). A file's name
 carries :func:`spec_hash`: the spec, dtype and opset, and :func:`exporter_fingerprint`, the
 source of the code that builds the exported Net and the exporter's versions. So a later run
@@ -34,6 +34,7 @@ parameters are cast to float32, outputs are float32 NumPy arrays. Only ``forward
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import importlib.metadata
@@ -216,7 +217,7 @@ def export_model(spec: NetSpec, params: dict[str, np.ndarray], dtype: str, path:
         module, args = _WeightsAsInputs(net, names), (example, *weights)
         dynamic, inputs, outputs = (batch, tuple(None for _ in weights)), [INPUT_NAME, *names], list(spec.layer_names())
     try:
-        with tempfile.TemporaryDirectory() as scratch, _quiet_exporter():
+        with tempfile.TemporaryDirectory() as scratch, _quiet_exporter(), torchlib_registry_built_once():
             exported = os.path.join(scratch, "model.onnx")
             torch.onnx.export(
                 module,
@@ -283,6 +284,49 @@ def initializers_of(model: Any, names: list[str]) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer if init.name in names}
+
+
+_TORCHLIB_REGISTRIES: dict[Any, Any] = {}
+
+
+@contextlib.contextmanager
+def torchlib_registry_built_once() -> Iterator[None]:
+    """Exports in this block build torch.onnx's table of ATen-to-ONNX functions once per opset.
+
+    Every ``torch.onnx.export(dynamo=True)`` builds that table anew
+    (``ONNXRegistry.from_torchlib``: it reads and parses the source of about 500 onnxscript
+    functions), about half of a 0.7 s export on a 2-core machine. In this block it is built
+    once per set of arguments and each export gets a copy of its own (the mapping and its
+    lists copied, the functions shared), so an export that registers custom ops changes only
+    its copy, and the models are byte for byte what a fresh table gives. The class is
+    restored on leaving; where torch's private layout differs, exports build it as before.
+    """
+    try:
+        from torch.onnx._internal.exporter import _registration
+
+        registry_class = _registration.ONNXRegistry
+        original = registry_class.__dict__["from_torchlib"]
+        build = original.__func__
+    except (ImportError, AttributeError, KeyError):
+        yield
+        return
+
+    def from_torchlib(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in _TORCHLIB_REGISTRIES:
+            _TORCHLIB_REGISTRIES[key] = build(cls, *args, **kwargs)
+        built = _TORCHLIB_REGISTRIES[key]
+        if not isinstance(getattr(built, "functions", None), dict):
+            return build(cls, *args, **kwargs)
+        registry = copy.copy(built)
+        registry.functions = {target: list(decompositions) for target, decompositions in built.functions.items()}
+        return registry
+
+    setattr(registry_class, "from_torchlib", classmethod(from_torchlib))  # noqa: B010 (a method, for mypy)
+    try:
+        yield
+    finally:
+        setattr(registry_class, "from_torchlib", original)  # noqa: B010
 
 
 @contextlib.contextmanager

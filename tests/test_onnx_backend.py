@@ -277,3 +277,41 @@ def test_a_prepare_that_exports_counts_the_export_in_its_setup(onnx_backend_: On
     assert first.benchmark_info["exported_here"] and not second.benchmark_info["exported_here"]
     assert first.setup_seconds == pytest.approx(first.export_seconds + first.benchmark_info["session_s"])
     assert second.setup_seconds == second.benchmark_info["session_s"] < first.setup_seconds
+
+
+# -- the exporter's function table, built once ------------------------------------------------
+
+
+def test_a_model_exported_with_the_table_built_once_is_the_one_a_fresh_table_gives(
+    params: dict[str, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    other = NetSpec(num_classes=3)
+    cases = [(SEED_SPEC, params), (other, random_params(other, np.random.default_rng(1), DTYPE))]
+    for i, (spec, spec_params) in enumerate(cases):  # the second export reuses the first's table
+        onnx_backend.export_model(spec, spec_params, DTYPE, tmp_path / f"reused-{i}.onnx")
+    with monkeypatch.context() as patch:
+        patch.setattr(onnx_backend, "torchlib_registry_built_once", contextlib.nullcontext)
+        for i, (spec, spec_params) in enumerate(cases):
+            onnx_backend.export_model(spec, spec_params, DTYPE, tmp_path / f"fresh-{i}.onnx")
+    for i in range(len(cases)):
+        assert (tmp_path / f"reused-{i}.onnx").read_bytes() == (tmp_path / f"fresh-{i}.onnx").read_bytes()
+
+
+def test_each_export_gets_its_own_copy_of_one_table_and_the_class_is_restored() -> None:
+    from torch.onnx._internal.exporter import _registration
+
+    registry_class = _registration.ONNXRegistry
+    original = registry_class.__dict__["from_torchlib"]
+    fresh = registry_class.from_torchlib()
+    with onnx_backend.torchlib_registry_built_once():
+        first, second = registry_class.from_torchlib(), registry_class.from_torchlib()
+        target, kept = list(first.functions)[:2]
+        assert first.functions[kept][0] is second.functions[kept][0], "built once: the functions are shared"
+        first.functions[target].clear()  # as an export registering its own op changes its table
+        first.functions["netharness::custom"] = []
+        assert second.functions[target] and "netharness::custom" not in second.functions
+        assert registry_class.from_torchlib().functions.keys() == fresh.functions.keys()
+        assert first.opset_version == fresh.opset_version
+    assert registry_class.__dict__["from_torchlib"] is original
