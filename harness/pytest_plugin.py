@@ -139,7 +139,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under ``-n N --dist loadgroup``, one group per backend (see :mod:`harness.scheduling`)."""
+    """Under ``-n N --dist loadgroup``, one group per backend and network (see :mod:`harness.scheduling`)."""
     state = config.stash.get(STATE_KEY, None)
     if state is None or config.getvalue("dist") != "loadgroup":
         return None

@@ -1,4 +1,4 @@
-"""Under ``pytest -n N --dist loadgroup``, each backend's tests run on one worker, ids unchanged."""
+"""Under ``pytest -n N --dist loadgroup``, each backend's tests on one network run on one worker, ids unchanged."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.scheduling import backend_of
+from harness.scheduling import backend_of, group_of, network_of
 from tests.conftest import ROOT, builtins_but
 
 
@@ -31,7 +31,33 @@ def test_backend_of_reads_the_first_parameter_and_prefers_the_longest_name(nodei
     assert backend_of(nodeid, ["eager", "compile", "compile-cudagraphs"]) == expected
 
 
-def test_loadgroup_runs_each_backend_on_one_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("nodeid", "expected"),
+    [
+        ("suites/t.py::test_a[compile-float32-3stage]", "3stage"),
+        ("suites/t.py::test_a[eager-float64-1stage-sse]", "1stage"),
+        ("suites/t.py::test_a[eager-float32-seed]", None),
+        ("suites/t.py::test_a[eager-float32-31stage]", None),
+        ("suites/t.py::test_a", None),
+    ],
+)
+def test_network_of_finds_an_every_field_network_among_the_parameters(nodeid: str, expected: str | None) -> None:
+    assert network_of(nodeid) == expected
+
+
+def test_a_backends_tests_on_an_every_field_network_are_a_group_of_their_own() -> None:
+    backends = ["eager", "numpy"]
+    seed = {
+        group_of(f"suites/{f}::test_a[eager-float32{p}]", backends) for f in ("a.py", "b.py") for p in ("", "-seed")
+    }
+    networks = [group_of(f"suites/{f}::test_b[eager-float64-3stage]", backends) for f in ("a.py", "b.py")]
+    assert len(seed) == 1 and networks[0] == networks[1], "one group per backend and network, across files"
+    assert networks[0] not in seed and networks[0] != group_of("suites/a.py::test_b[eager-float64-1stage]", backends)
+    assert networks[0] != group_of("suites/a.py::test_b[numpy-float64-3stage]", backends)
+    assert group_of("suites/a.py::test_c[float64]", backends) is None
+
+
+def test_loadgroup_runs_each_backend_on_each_network_on_one_worker(tmp_path: Path) -> None:
     pytest.importorskip("xdist")
     command = [
         sys.executable,
@@ -40,7 +66,7 @@ def test_loadgroup_runs_each_backend_on_one_worker(tmp_path: Path) -> None:
         str(ROOT / "suites" / "test_forward_shapes.py"),
         "--backend=eager,numpy",
         "-k",
-        "test_output_shape or test_rejects_bad_input",
+        "test_output_shape or test_rejects_bad_input or test_intermediate_shapes",
         "-n",
         "2",
         "--dist",
@@ -53,12 +79,13 @@ def test_loadgroup_runs_each_backend_on_one_worker(tmp_path: Path) -> None:
     env = {**os.environ, "NETHARNESS_DISABLE_PLUGINS": builtins_but("eager", "numpy"), "OMP_NUM_THREADS": "1"}
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    workers: dict[str, set[str]] = defaultdict(set)
+    workers: dict[tuple[str, str | None], set[str]] = defaultdict(set)
     ran = 0
     for worker, nodeid in re.findall(r"^\[(gw\d+)\] \[\s*\d+%\] PASSED (\S+)", run.stdout, re.MULTILINE):
         assert "@" not in nodeid, nodeid  # an xdist_group mark would have renamed it
-        workers[backend_of(nodeid, ["eager", "numpy"]) or nodeid].add(worker)
+        workers[(backend_of(nodeid, ["eager", "numpy"]) or nodeid, network_of(nodeid))].add(worker)
         ran += 1
-    assert ran > 20 and set(workers) == {"eager", "numpy"}, run.stdout
+    groups = {(backend, network) for backend in ("eager", "numpy") for network in (None, "1stage", "3stage")}
+    assert ran > 20 and set(workers) == groups, run.stdout
     assert all(len(used) == 1 for used in workers.values()), dict(workers)
-    assert workers["eager"] != workers["numpy"], "two groups on two workers should not share one"
+    assert len(set().union(*workers.values())) == 2, "six groups on two workers should use both"
