@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.scheduling import backend_of, group_of, network_of
+from harness.scheduling import backend_of, group_of, network_of, scheduling_rank
 from tests.conftest import ROOT, builtins_but
 
 
@@ -57,6 +57,10 @@ def test_a_backends_tests_on_an_every_field_network_are_a_group_of_their_own() -
     assert group_of("suites/a.py::test_c[float64]", backends) is None
 
 
+def test_the_every_field_networks_go_last_more_layers_first() -> None:
+    assert scheduling_rank(None) < scheduling_rank("3stage") < scheduling_rank("1stage")
+
+
 def test_loadgroup_runs_each_backend_on_each_network_on_one_worker(tmp_path: Path) -> None:
     pytest.importorskip("xdist")
     command = [
@@ -80,12 +84,15 @@ def test_loadgroup_runs_each_backend_on_each_network_on_one_worker(tmp_path: Pat
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     workers: dict[tuple[str, str | None], set[str]] = defaultdict(set)
+    sequences: dict[str, list[int]] = defaultdict(list)
     ran = 0
     for worker, nodeid in re.findall(r"^\[(gw\d+)\] \[\s*\d+%\] PASSED (\S+)", run.stdout, re.MULTILINE):
         assert "@" not in nodeid, nodeid  # an xdist_group mark would have renamed it
         workers[(backend_of(nodeid, ["eager", "numpy"]) or nodeid, network_of(nodeid))].add(worker)
+        sequences[worker].append({None: 0, "3stage": 1, "1stage": 2}[network_of(nodeid)])
         ran += 1
     groups = {(backend, network) for backend in ("eager", "numpy") for network in (None, "1stage", "3stage")}
     assert ran > 20 and set(workers) == groups, run.stdout
     assert all(len(used) == 1 for used in workers.values()), dict(workers)
     assert len(set().union(*workers.values())) == 2, "six groups on two workers should use both"
+    assert all(order == sorted(order) for order in sequences.values()), "each worker: other tests, 3stage, 1stage"
