@@ -58,9 +58,16 @@ def backend_of(nodeid: str, backends: Sequence[str]) -> str | None:
     return None
 
 
-def network_of(nodeid: str) -> str | None:
-    """The every-field network (``1stage``, ``3stage``) a test id is parametrized with, or None."""
-    parts = (parameter_id(nodeid) or "").split("-")
+def network_of(nodeid: str, backends: Sequence[str]) -> str | None:
+    """The every-field network (``1stage``, ``3stage``) a selected backend's test id names, or None.
+
+    Only the parameters after the backend's name count, so a backend named ``x-1stage`` is
+    not a network.
+    """
+    backend = backend_of(nodeid, backends)
+    if backend is None:
+        return None
+    parts = str(parameter_id(nodeid))[len(backend) :].split("-")
     return next((name for name in EVERY_FIELD if name in parts), None)
 
 
@@ -76,7 +83,7 @@ def group_of(nodeid: str, backends: Sequence[str]) -> str | None:
     backend = backend_of(nodeid, backends)
     if backend is None:
         return None
-    network = network_of(nodeid)
+    network = network_of(nodeid, backends)
     return f"netharness backend {backend}" + (f" on {network}" if network else "")
 
 
@@ -98,7 +105,7 @@ class BackendGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
         group = group_of(nodeid, self.backends)
         if group is None:
             return str(super()._split_scope(nodeid))
-        self.ranks.setdefault(group, scheduling_rank(network_of(nodeid)))
+        self.ranks.setdefault(group, scheduling_rank(network_of(nodeid, self.backends)))
         return group
 
     def _assign_work_unit(self, node: Any) -> None:

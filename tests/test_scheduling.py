@@ -38,11 +38,14 @@ def test_backend_of_reads_the_first_parameter_and_prefers_the_longest_name(nodei
         ("suites/t.py::test_a[eager-float64-1stage-sse]", "1stage"),
         ("suites/t.py::test_a[eager-float32-seed]", None),
         ("suites/t.py::test_a[eager-float32-31stage]", None),
+        ("suites/t.py::test_a[x-1stage-float32]", None),
+        ("suites/t.py::test_a[x-1stage-float32-3stage]", "3stage"),
+        ("suites/t.py::test_a[float32-3stage]", None),
         ("suites/t.py::test_a", None),
     ],
 )
 def test_network_of_finds_an_every_field_network_among_the_parameters(nodeid: str, expected: str | None) -> None:
-    assert network_of(nodeid) == expected
+    assert network_of(nodeid, ["eager", "compile", "x-1stage"]) == expected
 
 
 def test_a_backends_tests_on_an_every_field_network_are_a_group_of_their_own() -> None:
@@ -88,8 +91,9 @@ def test_loadgroup_runs_each_backend_on_each_network_on_one_worker(tmp_path: Pat
     ran = 0
     for worker, nodeid in re.findall(r"^\[(gw\d+)\] \[\s*\d+%\] PASSED (\S+)", run.stdout, re.MULTILINE):
         assert "@" not in nodeid, nodeid  # an xdist_group mark would have renamed it
-        workers[(backend_of(nodeid, ["eager", "numpy"]) or nodeid, network_of(nodeid))].add(worker)
-        sequences[worker].append({None: 0, "3stage": 1, "1stage": 2}[network_of(nodeid)])
+        network = network_of(nodeid, ["eager", "numpy"])
+        workers[(backend_of(nodeid, ["eager", "numpy"]) or nodeid, network)].add(worker)
+        sequences[worker].append({None: 0, "3stage": 1, "1stage": 2}[network])
         ran += 1
     groups = {(backend, network) for backend in ("eager", "numpy") for network in (None, "1stage", "3stage")}
     assert ran > 20 and set(workers) == groups, run.stdout
