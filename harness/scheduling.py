@@ -23,7 +23,7 @@ collected (the backends in the order they were selected), except the every-field
 groups: they go last, the network with more layers first, so the run ends on the smallest
 groups (simulated with the measured test times: 97 s instead of 101 s, against 94 s for the
 best order; measured, the two workers then finished within 0.5-2.6 s of each other, and the
-cold suite took 103-104 s). A worker takes its next group when it is nearly done with the last.
+cold suite took 103-105 s). A worker takes its next group when it is nearly done with the last.
 """
 
 from __future__ import annotations
