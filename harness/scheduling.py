@@ -98,19 +98,13 @@ class BackendGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
         # By default loadscope orders groups by their number of tests, which puts a backend
         # with one precision (compile) behind those with three, however long it takes.
         config.option.loadscopereorder = False
-        self.ranks: dict[str, tuple[int, int]] = {}
-        self.ordered = False
 
     def _split_scope(self, nodeid: str) -> str:
-        group = group_of(nodeid, self.backends)
-        if group is None:
-            return str(super()._split_scope(nodeid))
-        self.ranks.setdefault(group, scheduling_rank(network_of(nodeid, self.backends)))
-        return group
+        return group_of(nodeid, self.backends) or str(super()._split_scope(nodeid))
 
     def _assign_work_unit(self, node: Any) -> None:
-        if not self.ordered:  # the queue is complete when the first group is handed out
-            self.ordered = True
-            by_rank = sorted(self.workqueue.items(), key=lambda unit: self.ranks.get(unit[0], (0, 0)))
-            self.workqueue = OrderedDict(by_rank)
+        def rank(unit: tuple[str, dict[str, bool]]) -> tuple[int, int]:  # a group's tests share one network
+            return scheduling_rank(network_of(next(iter(unit[1]), ""), self.backends))
+
+        self.workqueue = OrderedDict(sorted(self.workqueue.items(), key=rank))  # stable: a no-op once sorted
         super()._assign_work_unit(node)
