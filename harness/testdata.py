@@ -86,16 +86,70 @@ def kink_margin(spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray) -> 
         k = stage.pool
         if k == 1:  # a 1x1 window has one element: nothing to tie with
             continue
-        n, c, h, w = act.shape
-        windows = act[:, :, : h // k * k, : w // k * k].reshape(n, c, h // k, k, w // k, k)
-        windows = windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, k * k)
-        top_two = np.sort(windows, axis=-1)[..., -2:]
+        top_two = np.sort(pool_windows(act, k), axis=-1)[..., -2:]
         gaps = top_two[..., 1] - top_two[..., 0]
         scale = float(np.max(np.abs(act))) or 1.0
         # ReLU zeros tie harmlessly: their gradient is zero whichever wins.
         gaps = np.where(top_two[..., 1] <= 0, np.inf, gaps)
         margins.append(float(np.min(gaps)) / scale)
     return min(margins)
+
+
+def pool_windows(values: np.ndarray, k: int) -> np.ndarray:
+    """The (N, C, H // k, W // k, k * k) windows of a k x k max pool, each window's elements in row-major order."""
+    n, c, h, w = values.shape
+    windows = values[:, :, : h // k * k, : w // k * k].reshape(n, c, h // k, k, w // k, k)
+    return windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, k * k)
+
+
+def distinct_values_per_window(values: np.ndarray, k: int) -> int:
+    """The most distinct values any one k x k pool window of ``values`` holds (1: every window is a tie)."""
+    windows = np.sort(pool_windows(np.asarray(values, dtype=np.float64), k), axis=-1)
+    if windows.size == 0:
+        return 0
+    changes = ~(windows[..., 1:] == windows[..., :-1])  # NaN is distinct from everything
+    return int(changes.sum(axis=-1).max()) + 1
+
+
+def tied_pool_data(spec: NetSpec, dtype: str, seed: int = 7) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Parameters and one image under which every pool window of every stage is an exact tie.
+
+    Exact by construction, on any machine: every product and partial sum before each pool is
+    a multiple of 1/8 no larger than fan_in / 12 + 1/2 in magnitude (13 for the seed's conv2),
+    so it is exact in float32 and float64 (and, for the seed's network, in bfloat16 and
+    float16), whatever the summation order, blocking or thread split of the kernel. A
+    convolution that is not a sum of products (Winograd, FFT) can still round.
+
+    - The image is 0 except in its last channel, which is random; the first convolution's
+      weights on that channel are 0 and its biases 1/2. So every product is +-0 and the first
+      convolution's output is exactly 1/2 everywhere, while d loss / d conv1.weight (the last
+      channel) and d loss / d input (the others) still depend on where each window's gradient
+      went.
+    - Every later convolution sees 1/2 everywhere (ReLU and pooling keep it); its weights are
+      -1/4, 0 and 1/4 in equal numbers per output channel (so they sum to 0) and its biases
+      1/2: its output is exactly 1/2 everywhere too.
+    - The linear layers are random (after the last pool nothing can tie).
+
+    For ReLU networks (``spec.activation``), whose hidden activation is exact at 1/2.
+    """
+    rng = np.random.default_rng(seed)
+    params = random_params(spec, rng, dtype)
+    x = np.zeros((1, spec.in_channels, spec.height, spec.width))
+    for index, name in enumerate(spec.conv_names):
+        weight = params[f"{name}.weight"].astype(np.float64)
+        if index == 0:
+            if spec.in_channels > 1:  # one channel: the image stays 0 and the input gradient judges alone
+                weight[:, -1] = 0.0
+                x[:, -1] = rng.standard_normal(x[:, -1].shape)
+        else:
+            per_channel = weight[0].size
+            third = per_channel // 3
+            for out_channel in range(weight.shape[0]):
+                steps = np.repeat([1.0, -1.0, 0.0], [third, third, per_channel - 2 * third])
+                weight[out_channel] = 0.25 * rng.permutation(steps).reshape(weight[out_channel].shape)
+        params[f"{name}.weight"] = to_precision(weight, dtype)
+        params[f"{name}.bias"] = to_precision(np.full(params[f"{name}.bias"].shape, 0.5), dtype)
+    return params, to_precision(x, dtype)
 
 
 def data_away_from_kinks(

@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 
 from harness import NetSpec, oracle
-from harness.backend import Backend
+from harness.backend import Backend, Capability, supports
+from harness.conformance import compare
 from harness.pytest_plugin import Checker
-from harness.testdata import SMALL_BATCH, as_float64, data_away_from_kinks, random_images, random_params, random_target
+from harness.testdata import (
+    SMALL_BATCH,
+    as_float64,
+    data_away_from_kinks,
+    distinct_values_per_window,
+    random_images,
+    random_params,
+    random_target,
+    tied_pool_data,
+)
 from harness.variants import EVERY_FIELD, variant_params
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
@@ -108,22 +118,39 @@ def test_gradient_finite_differences(
 def test_maxpool_tie_subgradient(backend: Backend, dtype: str, device: str, conformance: Checker) -> None:
     """Max-pool ties: the gradient goes to the first maximum of the window, in row-major order.
 
-    A zero image with positive biases makes every conv output constant, so every pool window
-    of both stages is a four-way tie. Any other tie rule (last element, split evenly) moves
-    the gradient and changes d loss / d input and the conv weight gradients.
+    :func:`~harness.testdata.tied_pool_data` makes every pool window of both stages a
+    four-way tie that is exact by construction: every product and partial sum before each
+    pool is a small multiple of a power of two, so any summation order, blocking or thread
+    split gives the same bits. Any other tie rule (last element, split evenly) moves the
+    gradient and changes d loss / d input and d loss / d conv1.weight.
     """
     spec = NetSpec()
-    params = random_params(spec, np.random.default_rng(7), dtype)
+    params, x = tied_pool_data(spec, dtype)
+    expected_layers = oracle.forward_layers(spec, as_float64(params), x.astype(np.float64))
     for name in spec.conv_names:
-        params[f"{name}.bias"] = np.full_like(params[f"{name}.bias"], 0.5)
-    x = np.zeros((1, spec.in_channels, spec.height, spec.width), dtype)
+        assert distinct_values_per_window(expected_layers[f"{name}.act"], 2) == 1, f"{name}: the data does not tie"
+    if supports(backend, Capability.INTERMEDIATES):
+        layers = backend.intermediates(spec, params, x, device=device, dtype=dtype)
+        for name in spec.conv_names:
+            found = distinct_values_per_window(np.asarray(layers.get(f"{name}.act", expected_layers[f"{name}.act"])), 2)
+            if found > 1:
+                conformance.fail(
+                    f"ties broken upstream at {name} by rounding ({found} distinct values in one pool window): "
+                    "every value before this pool is exact in any summation order, so the convolution is "
+                    "not a sum of products (a Winograd or FFT kernel?) or the values are wrong"
+                )
     target = np.array([3])
     _, grads = backend.gradients(spec, params, x, target, loss="cross_entropy", device=device, dtype=dtype)
     _, expected = oracle.gradients(spec, as_float64(params), x.astype(np.float64), target, "cross_entropy")
+    tolerance = conformance.tolerance("gradients")
     for name in ("input", "conv1.weight", "conv2.weight", "conv1.bias"):
-        conformance.close(
-            f"d/d{name} under ties", grads[name], expected[name], tolerance=conformance.tolerance("gradients")
-        )
+        measurement, failure = compare(f"d/d{name} under ties", grads[name], expected[name], tolerance)
+        conformance.record(measurement)
+        if failure:
+            conformance.fail(
+                f"{failure}; the inputs of both pools are exact four-way ties on any machine, so the gradient "
+                "does not go to each window's first maximum (row-major), as the spec's tie rule says"
+            )
 
 
 @pytest.mark.requires("backward")
