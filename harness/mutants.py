@@ -185,6 +185,55 @@ class _CroppedIndexPoolNet(MutantNet):
         return out
 
 
+class _TieRuleMaxPool(torch.autograd.Function):
+    """Max pooling whose backward sends a tie's gradient by another rule than the first maximum."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, window: int, rule: str) -> torch.Tensor:
+        windows = _pool_windows(x, window)
+        ctx.save_for_backward(x)
+        ctx.window, ctx.rule = window, rule
+        return windows.amax(dim=-1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (x,) = ctx.saved_tensors
+        k = ctx.window
+        windows = _pool_windows(x, k)
+        top = windows == windows.amax(dim=-1, keepdim=True)
+        if ctx.rule == "last":
+            last = top.shape[-1] - 1 - top.flip(-1).to(torch.int8).argmax(dim=-1, keepdim=True)
+            share = torch.zeros_like(windows).scatter_(-1, last, 1.0)
+        else:  # "split": every tied element gets an equal part
+            share = top.to(windows.dtype) / top.sum(dim=-1, keepdim=True)
+        routed = share * grad[..., None]
+        n, c, rows, cols, _ = routed.shape
+        routed = routed.view(n, c, rows, cols, k, k).permute(0, 1, 2, 4, 3, 5).reshape(n, c, rows * k, cols * k)
+        full = grad.new_zeros(x.shape)
+        full[..., : rows * k, : cols * k] = routed
+        return full, None, None
+
+
+def _pool_windows(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, C, H // k, W // k, k * k): each k x k window's elements in row-major order."""
+    n, c, height, width = x.shape
+    rows, cols = height // k, width // k
+    cropped = x[..., : rows * k, : cols * k].reshape(n, c, rows, k, cols, k)
+    return cropped.permute(0, 1, 2, 4, 3, 5).reshape(n, c, rows, cols, k * k)
+
+
+class _TieToLastMaxNet(MutantNet):
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        out: torch.Tensor = _TieRuleMaxPool.apply(x, window, "last")
+        return out
+
+
+class _TieSplitNet(MutantNet):
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        out: torch.Tensor = _TieRuleMaxPool.apply(x, window, "split")
+        return out
+
+
 class _LastColumnGradient(torch.autograd.Function):
     """The identity, whose backward drops the last column (a col2im range one short)."""
 
@@ -301,6 +350,18 @@ class CroppedIndexPoolBackward(NetMutant):
     """max-pool backward scatters indices of the cropped map into the full one: wrong rows past a ragged column"""
 
     defect, family, caught_by, net_class = "pool-backward-stride", "spec fields", "gradients", _CroppedIndexPoolNet
+
+
+class TieToLastMaximum(NetMutant):
+    """a max-pool tie sends the gradient to the window's last maximum, not its first"""
+
+    defect, family, caught_by, net_class = "tie-last-max", "gradients", "maxpool_tie_subgradient", _TieToLastMaxNet
+
+
+class TieSplitEvenly(NetMutant):
+    """a max-pool tie splits the gradient evenly between the tied elements"""
+
+    defect, family, caught_by, net_class = "tie-split", "gradients", "maxpool_tie_subgradient", _TieSplitNet
 
 
 class LastColumnInputGradient(NetMutant):
@@ -693,6 +754,8 @@ MUTANTS: list[type[Mutant]] = [
     CroppedIndexPoolBackward,
     SeedNamedSgd,
     LastColumnInputGradient,
+    TieToLastMaximum,
+    TieSplitEvenly,
     TanhTailDerivative,
     StorageOrderInput,
     NanToNumInPlace,
