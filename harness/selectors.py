@@ -15,7 +15,8 @@ from typing import Any
 from harness.backend import KnownDeviation, ToleranceOverride
 from harness.checks import CHECKS, unknown_check_message
 from harness.errors import PluginError
-from harness.spec import ACTIVATIONS, DTYPES, LOSSES, NetSpec
+from harness.precision import PRECISIONS
+from harness.spec import ACTIVATIONS, LOSSES, NetSpec
 from harness.tolerances import Tolerance
 from harness.variants import SEED, SPEC_VARIANTS, variant_name
 
@@ -23,7 +24,7 @@ DEVICES = ("cpu", "cuda")
 PHASES = ("forward", "train_step")
 
 SELECTOR_VALUES: dict[str, tuple[Any, ...] | None] = {
-    "dtype": DTYPES,
+    "dtype": tuple(PRECISIONS),  # every precision a backend may declare, not only the storage dtypes
     "device": DEVICES,
     "loss": LOSSES,
     "activation": ACTIVATIONS,

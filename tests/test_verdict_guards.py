@@ -12,6 +12,7 @@ from harness import KnownDeviation, ToleranceOverride
 from harness.backend import check_backend
 from harness.errors import PluginError, UsageError
 from harness.mainjob import PREVIOUS, move_aside_previous, output_lock
+from harness.precision import PRECISIONS
 from harness.selectors import configuration, matches, merged_tolerance, validate
 from harness.tolerances import Tolerance
 from harness.variants import SPEC_VARIANTS
@@ -43,7 +44,10 @@ def test_overrides_merge_per_component_and_only_where_they_select(
 
 BAD_DECLARATIONS = [
     (ToleranceOverride("gradient", 1, 1, "typo"), "unknown check 'gradient'; valid checks: activation_derivatives"),
-    (ToleranceOverride("gradients", 1, 1, "typo", dtype="float23"), "selector dtype='float23' is not valid"),
+    (
+        ToleranceOverride("gradients", 1, 1, "typo", dtype="float23"),
+        "selector dtype='float23' is not valid; valid values: float64, float32, tf32, bfloat16, float16",
+    ),
     (KnownDeviation("activation_properties", "xla", select={"activaton": "tanh"}), "unknown selector 'activaton'"),
     (KnownDeviation("activation_properties", "xla", select={"activation": "gelu"}), "valid values: relu, tanh"),
     (KnownDeviation("forward_values", "x", select={"variant": "64x64"}), "valid values: seed, 32x32"),
@@ -59,6 +63,17 @@ def test_a_hook_typo_fails_with_the_valid_choices(declaration: Any, message: str
     with pytest.raises(PluginError, match="harness_hook for backend 'mine'") as caught:
         validate(declaration, "mine", "harness_hook")
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("precision", list(PRECISIONS))
+def test_a_selector_takes_every_precision_a_backend_may_declare(precision: str) -> None:
+    override = ToleranceOverride("forward_values", 1e-2, 1e-2, "coarser arithmetic", dtype=precision)
+    validate(override, "mine", "harness_tolerance_overrides")
+    validate(KnownDeviation("forward_values", "a deviation", select={"dtype": precision}), "mine", "hook")
+    config = configuration({"backend": "mine", "dtype": precision}, "cpu")
+    assert matches(override, "forward_values", config)
+    other = next(p for p in PRECISIONS if p != precision)
+    assert not matches(override, "forward_values", configuration({"backend": "mine", "dtype": other}, "cpu"))
 
 
 def test_a_known_deviation_can_select_one_configuration() -> None:
