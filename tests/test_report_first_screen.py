@@ -11,6 +11,7 @@ and mlx is level with eager within noise.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -95,6 +96,17 @@ def test_one_verdict_per_backend_with_capabilities_speed_and_headroom(six: Repor
     (forward,) = [speed for speed in found["onnx"].speeds if speed.phase == "forward"]
     assert forward.text() == "forward 1.25× [1.24, 1.26]" and forward.verdict == "faster"
     assert found["numpy"].headroom_text == "0.0140 (gradients float32-batch7)"
+
+
+def test_worst_headroom_is_over_the_checks_that_decide_the_verdict_not_known_deviations(six: ReportData) -> None:
+    conf = six.conf.copy()
+    deviation = (conf["backend"] == "compile") & (conf["outcome"] == "xfailed")
+    assert deviation.any()
+    conf.loc[deviation, "headroom"] = 0.00347
+    counted = conf[(conf["backend"] == "compile") & ~deviation].dropna(subset=["headroom"])
+    found = {v.backend: v for v in verdicts(dataclasses.replace(six, conf=conf))}
+    assert found["compile"].worst_headroom == counted["headroom"].min() > 0.00347
+    assert found["compile"].qualifiers.endswith("2 known deviations")
 
 
 def test_failures_have_their_first_line_and_a_reproduce_command_and_skips_are_not_failures(six: ReportData) -> None:
