@@ -93,7 +93,7 @@ from backends.eager import (
     torch_loss,
 )
 from harness import Availability, Capability, NetSpec, PluginError, hookimpl
-from harness.spec import SEED_SPEC, check_dtype
+from harness.net.spec import SEED_SPEC, check_dtype
 
 RECOMPILE_LIMIT = 256
 MODES = ("forward", "intermediates", "gradients", "train_step")

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from harness import Availability, Capability, NetSpec, hookimpl
-from harness.bench import ContractPath
-from harness.spec import SEED_SPEC
+from harness.bench.fastpath import ContractPath
+from harness.net.spec import SEED_SPEC
 
 try:
     import torch
@@ -298,7 +298,7 @@ class EagerBackend:
         """The benchmark fast path: see :class:`PreparedEagerNet`.
 
         If a subclass overrides a contract method the fast path would bypass, the fast path
-        calls the contract methods instead (:class:`harness.bench.ContractPath`).
+        calls the contract methods instead (:class:`harness.bench.fastpath.ContractPath`).
         """
         if any(getattr(type(self), m) is not getattr(EagerBackend, m) for m in ("forward", "train_step")):
             return ContractPath(self, spec, params, device=device, dtype=dtype)

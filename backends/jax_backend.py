@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from harness import Availability, Capability, KnownDeviation, NetSpec, PluginError, SpecError, hookimpl
-from harness.backend import Backend
+from harness.contract.backend import Backend
 
 try:
     import jax

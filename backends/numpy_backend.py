@@ -26,7 +26,7 @@ from backends.numpy_kernels import (
     scale_by_activation_grad_,
 )
 from harness import Availability, Capability, NetSpec, SpecError, hookimpl
-from harness.spec import check_dtype
+from harness.net.spec import check_dtype
 
 Array = np.ndarray
 

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from harness.errors import SpecError
-from harness.spec import ACTIVATIONS, LOSSES, NetSpec
+from harness.net.spec import ACTIVATIONS, LOSSES, NetSpec
 
 Array = np.ndarray
 

@@ -54,7 +54,7 @@ import numpy as np
 
 from backends.eager import Net, build_net, torch
 from harness import Availability, Capability, NetSpec, PluginError, SpecError, hookimpl
-from harness.spec import check_dtype
+from harness.net.spec import check_dtype
 
 try:
     import onnxruntime as ort
@@ -98,7 +98,7 @@ def exporter_fingerprint() -> str:
     module's wrappers), and the versions of torch, onnx and onnxscript.
     """
     digest = hashlib.sha256()
-    for module in ("backends.eager", "harness.spec", __name__):
+    for module in ("backends.eager", "harness.net.spec", __name__):
         digest.update(Path(str(sys.modules[module].__file__)).read_bytes())
     for distribution in ("torch", "onnx", "onnxscript"):
         try:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from harness import oracle
-from harness.backend import (
+from harness.contract.backend import (
     Availability,
     Backend,
     Capability,
     KnownDeviation,
     ToleranceOverride,
 )
+from harness.contract.manager import build_plugin_manager, collect_backends, load_backends
 from harness.errors import HarnessError, PluginError, SpecError, UsageError
 from harness.hookspecs import hookimpl
-from harness.manager import build_plugin_manager, collect_backends, load_backends
-from harness.spec import SEED_SPEC, ConvStage, NetSpec
+from harness.net import oracle
+from harness.net.spec import SEED_SPEC, ConvStage, NetSpec
 
 __all__ = [
     "SEED_SPEC",

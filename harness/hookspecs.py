@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from harness.backend import Backend, KnownDeviation, ToleranceOverride
+    from harness.contract.backend import Backend, KnownDeviation, ToleranceOverride
 
 PROJECT_NAME = "netharness"
 

@@ -16,7 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness.childprocess import SUPERVISED_ENV
+
 SCHEMA = "netharness.conformance/1"
+
+META = "netharness"
+"""The key of a test's ``user_properties`` entry that carries its backend, check, dtype and config."""
+RAN = ("passed", "failed", "error", "xfailed", "xpassed", "crashed")
+"""Outcomes that mean a check ran (a skip does not)."""
 
 
 @dataclass
@@ -95,10 +102,6 @@ def git_commit(cwd: Path | None = None) -> str:
     return out.stdout.strip() or "unknown"
 
 
-SUPERVISED_ENV = "NETHARNESS_SUPERVISED"
-"""Set by :mod:`harness.supervisor` in the pytest processes it runs and resumes."""
-
-
 class ResultsWriter:
     """Writes records to a JSON-lines file, flushing each one to disk.
 
@@ -139,3 +142,27 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+def read_records(path: Path, offset: int = 0) -> list[dict[str, Any]]:
+    """The complete JSON lines written after byte ``offset`` (a torn last line is left out)."""
+    if not path.exists():
+        return []
+    with path.open("rb") as file:
+        file.seek(offset)
+        data = file.read()
+    records = []
+    for line in data.split(b"\n")[:-1]:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append one record as a whole line, on disk before this returns."""
+    with path.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(record, default=_jsonable, allow_nan=True) + "\n")
+        file.flush()
+        os.fsync(file.fileno())

@@ -1,6 +1,6 @@
 """The conformance matrix: checks as rows, grouped by family, and backends as columns.
 
-Rows follow the catalogue (:data:`harness.checks.CHECKS`), so the families read in the same
+Rows follow the catalogue (:data:`harness.conformance.catalogue.CHECKS`), so the families read in the same
 order in every report; a check the catalogue does not know goes under "other". Columns are
 the backends, and each backend's machines beside it when the report merges several, so the
 same check on each run sits side by side. A cell counts the configurations of one check and
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.checks import CHECKS
+from harness.conformance.catalogue import CHECKS
 from reports.numbers import sig, times
 from reports.records import FAILING, skipped_capability
 

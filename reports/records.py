@@ -6,7 +6,7 @@ tolerance it passed under, and how to reproduce it.
 - A *capability skip* is a skip whose reason is "does not declare capability 'x'": the backend
   said it cannot do ``x``. Those are never listed as problems; they are folded into one
   sentence per backend.
-- The *tolerance source* of a record is ``default`` (the table in ``harness/tolerances.py``,
+- The *tolerance source* of a record is ``default`` (the table in ``harness/conformance/tolerances.py``,
   including the ULP tolerance of the activation checks), ``override`` (a backend widened it
   through ``harness_tolerance_overrides``, with the reason in ``tolerance_reason``) or
   ``known deviation`` (an xfail declared by the backend); empty when the check compares no
@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.tolerances import default_tolerance
+from harness.conformance.tolerances import default_tolerance
 
 FAILING = ("failed", "error", "crashed", "xpassed")
 KNOWN_DEVIATION = ("xfailed", "xpassed")

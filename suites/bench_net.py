@@ -8,7 +8,7 @@ pytest-benchmark disables timing: each benchmark runs once, untimed, as a smoke 
 
 Beside each timing (``extra_info``): the error of the timed object against the oracle;
 the device's peak FLOP/s and the fraction reached; the peak memory of one round, measured
-in a child process (:func:`harness.bench.peak_memory`) with its method; and the row's
+in a child process (:func:`harness.bench.memory.peak_memory`) with its method; and the row's
 stability: ``rel_iqr`` (IQR / median), ``rounds`` and the 1-minute load average at the
 start and end of the benchmark (``load_start``, ``load_end``).
 """
@@ -24,22 +24,13 @@ import numpy as np
 import pytest
 
 from harness import NetSpec, oracle
-from harness.backend import Backend, Capability, supports
-from harness.bench import (
-    BENCH_LOSS,
-    BENCH_LR,
-    CUDA_PEAK_METHOD,
-    Runner,
-    cpu_peak_method,
-    cuda_peak_gflops,
-    load_average,
-    peak_memory,
-    prepare_runner,
-    thread_count,
-)
-from harness.bench import PHASES as BENCH_PHASES
+from harness.bench.fastpath import BENCH_LOSS, BENCH_LR, Runner, prepare_runner
+from harness.bench.fastpath import PHASES as BENCH_PHASES
+from harness.bench.machine import CUDA_PEAK_METHOD, cpu_peak_method, cuda_peak_gflops, load_average, thread_count
+from harness.bench.memory import peak_memory
+from harness.contract.backend import Backend, Capability, supports
+from harness.net.testdata import as_float64, random_images, random_params, random_target
 from harness.pytest_plugin import machine_peak_gflops
-from harness.testdata import as_float64, random_images, random_params, random_target
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 64, 256)]
 PHASES = [pytest.param(p, id=p) for p in BENCH_PHASES]

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from harness import oracle
-from harness.backend import Backend
+from harness.conformance.tolerances import ULP_TOLERANCES
+from harness.contract.backend import Backend
 from harness.pytest_plugin import Checker
 from harness.results import Measurement
-from harness.tolerances import ULP_TOLERANCES
 
 NAMES = [pytest.param(name, id=name) for name in ("sigmoid", "tanh", "relu")]
 

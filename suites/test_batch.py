@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from harness import NetSpec
-from harness.backend import Backend, Capability, supports
+from harness.contract.backend import Backend, Capability, supports
+from harness.net.testdata import SMALL_BATCH, data_away_from_kinks, random_images, random_params, random_target
 from harness.pytest_plugin import Checker
-from harness.testdata import SMALL_BATCH, data_away_from_kinks, random_images, random_params, random_target
 
 BATCHES = (7, 31, 33, 64, 65, 256)
 """Batch sizes either side of the chunk sizes kernels use (32, 64), a small one and the benchmarks' largest."""

@@ -14,10 +14,17 @@ import numpy as np
 import pytest
 
 from harness import NetSpec, oracle
-from harness.backend import Backend
-from harness.bench import fast_path_adapters
+from harness.bench.fastpath import fast_path_adapters
+from harness.contract.backend import Backend
+from harness.net.testdata import (
+    SMALL_BATCH,
+    as_float64,
+    data_away_from_kinks,
+    random_images,
+    random_params,
+    random_target,
+)
 from harness.pytest_plugin import Checker
-from harness.testdata import SMALL_BATCH, as_float64, data_away_from_kinks, random_images, random_params, random_target
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
 LEARNING_RATE = 0.01
@@ -60,7 +67,8 @@ def test_prepared_train_step(
     if not callable(getattr(net, "train_step", None)) or not callable(getattr(net, "parameters", None)):
         conformance.fail(
             f"backend {backend.name!r} declares train_step, but its prepare() object lacks train_step() or"
-            " parameters(); the benchmarks would time a step nobody checked (see harness.backend's prepare contract)"
+            " parameters(); the benchmarks would time a step nobody checked"
+            " (see harness.contract.backend's prepare contract)"
         )
     to_device, _, synchronize = fast_path_adapters(net)
     net.train_step(to_device(x), to_device(target), loss=loss, lr=LEARNING_RATE)

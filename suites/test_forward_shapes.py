@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from harness import NetSpec, SpecError
-from harness.backend import Backend
-from harness.precision import storage_dtype
+from harness.contract.backend import Backend
+from harness.net.precision import storage_dtype
+from harness.net.testdata import SMALL_BATCH, to_precision
+from harness.net.variants import EVERY_FIELD, NOT_SEED, SEED
 from harness.pytest_plugin import Checker
-from harness.testdata import SMALL_BATCH, to_precision
-from harness.variants import EVERY_FIELD, NOT_SEED, SEED, variant_params
+from harness.pytest_plugin.params import variant_params
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 2, 7, 64)]
 VARIANTS = variant_params(NOT_SEED)
@@ -54,7 +55,7 @@ def test_output_shape(
 def test_output_shape_variants(
     backend: Backend, dtype: str, device: str, spec: NetSpec, rng: np.random.Generator, conformance: Checker
 ) -> None:
-    """The logits' shape and dtype on every spec variant, at :data:`~harness.testdata.SMALL_BATCH`."""
+    """The logits' shape and dtype on every spec variant, at :data:`~harness.net.testdata.SMALL_BATCH`."""
     out = backend.forward(
         spec, params_for(spec, rng, dtype), images(spec, SMALL_BATCH, rng, dtype), device=device, dtype=dtype
     )

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from harness import NetSpec, oracle
-from harness.backend import Backend, Capability, supports
-from harness.conformance import compare
-from harness.precision import storage_dtype
+from harness.conformance.compare import compare
+from harness.contract.backend import Backend, Capability, supports
+from harness.net.precision import storage_dtype
+from harness.net.testdata import SMALL_BATCH, as_float64, random_images, random_params
+from harness.net.variants import EVERY_FIELD, NOT_SEED
 from harness.pytest_plugin import Checker
-from harness.testdata import SMALL_BATCH, as_float64, random_images, random_params
-from harness.variants import EVERY_FIELD, NOT_SEED, variant_params
+from harness.pytest_plugin.params import variant_params
 
 VARIANTS = variant_params(NOT_SEED)
 LAYER_VARIANTS = variant_params(EVERY_FIELD)

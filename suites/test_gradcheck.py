@@ -24,12 +24,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.backend import Backend
+from harness.contract.backend import Backend
+from harness.net.spec import NetSpec
+from harness.net.testdata import SMALL_BATCH, data_away_from_kinks, random_target
+from harness.net.variants import SPEC_VARIANTS
 from harness.pytest_plugin import Checker
 from harness.results import Measurement
-from harness.spec import NetSpec
-from harness.testdata import SMALL_BATCH, data_away_from_kinks, random_target
-from harness.variants import SPEC_VARIANTS
 
 STEP = 1e-5
 """h, for a unit-norm direction."""

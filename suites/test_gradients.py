@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from harness import NetSpec, oracle
-from harness.backend import Backend, Capability, supports
-from harness.conformance import compare
-from harness.pytest_plugin import Checker
-from harness.testdata import (
+from harness.conformance.compare import compare
+from harness.contract.backend import Backend, Capability, supports
+from harness.net.testdata import (
     SMALL_BATCH,
     as_float64,
     data_away_from_kinks,
@@ -19,11 +18,13 @@ from harness.testdata import (
     random_target,
     tied_pool_data,
 )
-from harness.variants import EVERY_FIELD, variant_params
+from harness.net.variants import EVERY_FIELD
+from harness.pytest_plugin import Checker
+from harness.pytest_plugin.params import variant_params
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
 VARIANTS = variant_params(EVERY_FIELD)
-"""Every other spec field, and sigmoid's backward inside the network (see harness.variants); tanh's
+"""Every other spec field, and sigmoid's backward inside the network (see harness.net.variants); tanh's
 is in gradient_finite_differences and gradcheck (a compiling backend pays a graph per network)."""
 
 
@@ -118,7 +119,7 @@ def test_gradient_finite_differences(
 def test_maxpool_tie_subgradient(backend: Backend, dtype: str, device: str, conformance: Checker) -> None:
     """Max-pool ties: the gradient goes to the first maximum of the window, in row-major order.
 
-    :func:`~harness.testdata.tied_pool_data` makes every pool window of both stages a
+    :func:`~harness.net.testdata.tied_pool_data` makes every pool window of both stages a
     four-way tie that is exact by construction: every product and partial sum before each
     pool is a small multiple of a power of two, so any summation order, blocking or thread
     split gives the same bits. Any other tie rule (last element, split evenly) moves the

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from harness import NetSpec
-from harness.backend import Backend
-from harness.precision import storage_dtype
+from harness.contract.backend import Backend
+from harness.net.precision import storage_dtype
+from harness.net.testdata import SMALL_BATCH, random_images, random_params, random_target
 from harness.pytest_plugin import Checker
-from harness.testdata import SMALL_BATCH, random_images, random_params, random_target
 
 
 @pytest.mark.requires("forward")
@@ -51,7 +51,7 @@ def test_inputs_not_mutated(
     backend: Backend, dtype: str, device: str, rng: np.random.Generator, conformance: Checker
 ) -> None:
     """No operation writes into the parameters, images or targets it is given."""
-    from harness.backend import Capability, supports
+    from harness.contract.backend import Capability, supports
 
     spec = NetSpec()
     params = random_params(spec, rng, dtype)

@@ -25,7 +25,7 @@ import pytest
 from scipy import stats
 
 from harness import NetSpec
-from harness.backend import Backend
+from harness.contract.backend import Backend
 from harness.pytest_plugin import Checker
 
 ALPHA = 1e-5

@@ -17,8 +17,8 @@ import pytest
 from scipy import stats
 
 from harness import NetSpec
-from harness.backend import Backend
-from harness.precision import PRECISIONS, storage_dtype
+from harness.contract.backend import Backend
+from harness.net.precision import PRECISIONS, storage_dtype
 from harness.pytest_plugin import Checker
 
 SEEDS_PER_CHECK = 10

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from harness import NetSpec, oracle
-from harness.backend import Backend
+from harness.contract.backend import Backend
+from harness.net.testdata import random_target
 from harness.pytest_plugin import Checker
-from harness.testdata import random_target
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
 

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 from harness import NetSpec, oracle
-from harness.backend import Backend, Capability, supports
+from harness.contract.backend import Backend, Capability, supports
+from harness.net.testdata import SMALL_BATCH, as_float64, data_away_from_kinks, init_scheme_params, random_target
+from harness.net.variants import EVERY_FIELD
 from harness.pytest_plugin import Checker
-from harness.testdata import SMALL_BATCH, as_float64, data_away_from_kinks, init_scheme_params, random_target
-from harness.variants import EVERY_FIELD, variant_params
+from harness.pytest_plugin.params import variant_params
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
 LEARNING_RATE = 0.01
 VARIANTS = variant_params(EVERY_FIELD)
-"""The networks that change every field the layers depend on (see harness.variants)."""
+"""The networks that change every field the layers depend on (see harness.net.variants)."""
 
 
 @pytest.mark.requires("train_step")

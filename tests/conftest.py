@@ -10,7 +10,7 @@ EXAMPLE_BACKEND = ROOT / "docs" / "example-backend"
 
 def builtins_but(*kept: str) -> str:
     """A NETHARNESS_DISABLE_PLUGINS value that leaves only the ``kept`` built-in plugins loaded."""
-    from harness.manager import BUILTIN_PLUGINS
+    from harness.contract.manager import BUILTIN_PLUGINS
 
     return ",".join(name for name in BUILTIN_PLUGINS if name not in kept)
 
@@ -20,7 +20,7 @@ def not_an_xdist_worker_to_children(monkeypatch: pytest.MonkeyPatch) -> None:
     """make test runs under pytest-xdist, whose workers export PYTEST_XDIST_WORKER. A child pytest
     that inherits it believes it is a worker, and pytest-benchmark then times nothing; each test
     here starts its children as a user's shell would."""
-    from harness.supervisor import XDIST_WORKER_ENV
+    from harness.running.supervisor import XDIST_WORKER_ENV
 
     for name in XDIST_WORKER_ENV:
         monkeypatch.delenv(name, raising=False)
@@ -58,7 +58,7 @@ def run_suite_with_only(
     """Run one suite file in a subprocess with ``plugin_source`` as the only plugin (built-ins disabled)."""
     import textwrap
 
-    from harness.manager import BUILTIN_PLUGINS
+    from harness.contract.manager import BUILTIN_PLUGINS
 
     install_plugin(fake_site, "only-plugin", "only_plugin", textwrap.dedent(plugin_source))
     monkeypatch.setenv("PYTHONPATH", str(fake_site))

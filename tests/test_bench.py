@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.manager import BUILTIN_PLUGINS
+from harness.contract.manager import BUILTIN_PLUGINS
 from tests.conftest import ROOT, builtins_but
 
 BENCH = ROOT / "suites" / "bench_net.py"

@@ -14,17 +14,10 @@ import numpy as np
 import pytest
 
 from harness import SEED_SPEC, Capability, load_backends
-from harness.bench import (
-    CPU_MEMORY_METHOD,
-    PEAK_ENV,
-    cpu_peak_method,
-    device_info,
-    load_average,
-    measure_peak_gflops,
-    peak_memory,
-    prepare_runner,
-)
-from harness.testdata import random_images, random_params, random_target
+from harness.bench.fastpath import prepare_runner
+from harness.bench.machine import PEAK_ENV, cpu_peak_method, device_info, load_average, measure_peak_gflops
+from harness.bench.memory import CPU_MEMORY_METHOD, peak_memory
+from harness.net.testdata import random_images, random_params, random_target
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import CHECKS, suite_configurations
-from harness.cli import main
-from harness.tolerances import default_tolerance
+from harness.commands.cli import main
+from harness.conformance.catalogue import CHECKS, suite_configurations
+from harness.conformance.tolerances import default_tolerance
 from tests.conftest import ROOT
 
 

@@ -34,7 +34,7 @@ def test_both_run_the_main_job_quick_and_strict() -> None:
 
 
 def test_workflow_covers_every_builtin_backend_and_merges_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.manager import DISABLE_ENV, build_plugin_manager, collect_backends
+    from harness.contract.manager import DISABLE_ENV, build_plugin_manager, collect_backends
 
     # Backends, not plugins: one plugin may register several (openvino and openvino-f32), and
     # --backend selects by backend name. Built-ins register whether or not their runtime is installed.

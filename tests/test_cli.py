@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 
 
 def test_backends_lists_capabilities_devices_and_dtypes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reports"
 REFUSED = 2

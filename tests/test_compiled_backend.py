@@ -18,7 +18,7 @@ import backends.compiled as compiled
 from backends.compiled import CompiledBackend
 from backends.eager import EagerBackend
 from harness import SEED_SPEC, Capability, NetSpec, PluginError, load_backends
-from harness.testdata import random_images, random_params, random_target
+from harness.net.testdata import random_images, random_params, random_target
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 

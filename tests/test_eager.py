@@ -9,7 +9,7 @@ from torch import nn
 
 from backends.eager import EagerBackend, Net, build_net
 from harness import NetSpec, oracle
-from harness.testdata import random_images, random_params
+from harness.net.testdata import random_images, random_params
 
 
 def seed_model(num_classes: int) -> nn.Sequential:

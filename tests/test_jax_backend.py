@@ -17,7 +17,7 @@ import pytest
 
 from backends.jax_backend import JaxBackend, harness_known_deviations
 from harness import SEED_SPEC, NetSpec, PluginError, build_plugin_manager, collect_backends, oracle
-from harness.testdata import as_float64, random_images, random_params, random_target
+from harness.net.testdata import as_float64, random_images, random_params, random_target
 
 MODULE_PATH = Path(__file__).resolve().parent.parent / "backends" / "jax_backend.py"
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (an extra)")
@@ -150,7 +150,7 @@ CACHE_PROBE = """
 import numpy as np
 from backends.jax_backend import JaxBackend, use_compilation_cache
 from harness import SEED_SPEC
-from harness.testdata import random_params, random_images
+from harness.net.testdata import random_params, random_images
 rng = np.random.default_rng(0)
 params, x = random_params(SEED_SPEC, rng, "float32"), random_images(SEED_SPEC, 2, rng, "float32")
 JaxBackend().forward(SEED_SPEC, params, x, device="cpu", dtype="float32")

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from harness import Availability, Capability, hookimpl
+from harness.contract.manager import BackendRegistry, build_plugin_manager, collect_backends
 from harness.errors import PluginError
-from harness.manager import BackendRegistry, build_plugin_manager, collect_backends
 from tests.conftest import install_plugin
 
 

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from backends.eager import EagerBackend
+from backends.mutants import MUTANTS, Mutant, NetMutant
 from harness import NetSpec, cli
-from harness.manager import BUILTIN_PLUGINS
-from harness.mutants import MUTANTS, Mutant, NetMutant
-from harness.mutation import EXIT_BASELINE_BROKEN, EXIT_SURVIVORS, read_records, render, summarize
-from harness.testdata import random_images, random_params, random_target
+from harness.commands.mutants import EXIT_BASELINE_BROKEN, EXIT_SURVIVORS, read_records, render, summarize
+from harness.contract.manager import BUILTIN_PLUGINS
+from harness.net.testdata import random_images, random_params, random_target
 
 # The module fixture runs the suite over forty backends: give it room on a busy machine.
 pytestmark = pytest.mark.timeout(900)
@@ -64,7 +64,7 @@ def test_enough_mutants_covering_every_family() -> None:
 
 
 def test_mutants_are_not_a_builtin_plugin() -> None:
-    assert "harness.mutants" not in BUILTIN_PLUGINS.values()
+    assert "backends.mutants" not in BUILTIN_PLUGINS.values()
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])

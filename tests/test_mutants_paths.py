@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from harness import mutation
-from harness.mutants import MUTANTS
+from backends.mutants import MUTANTS
+from harness.commands import mutants as mutation
 
 
 def option(command: list[str], name: str) -> str:

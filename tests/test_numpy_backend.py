@@ -18,7 +18,7 @@ import torch
 from backends.eager import EagerBackend
 from backends.numpy_backend import NumpyBackend, PreparedNumpyNet
 from harness import Capability, ConvStage, NetSpec, SpecError
-from harness.backend import check_backend
+from harness.contract.backend import check_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 # |actual - expected| <= RTOL * |expected| + ATOL_SCALE * max|expected|

@@ -15,7 +15,7 @@ import pytest
 
 from backends.eager import EagerBackend
 from harness import SEED_SPEC, Capability, NetSpec, PluginError, SpecError, load_backends
-from harness.testdata import random_images, random_params
+from harness.net.testdata import random_images, random_params
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")

@@ -20,7 +20,7 @@ import pytest
 from backends import openvino_backend
 from backends.openvino_backend import OpenvinoBackend, OpenvinoF32Backend
 from harness import SEED_SPEC, NetSpec, PluginError, build_plugin_manager, collect_backends
-from harness.testdata import random_images, random_params
+from harness.net.testdata import random_images, random_params
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_openvino = pytest.mark.skipif(openvino_backend.ov is None, reason="openvino is not installed (an extra)")

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from harness import NetSpec
-from harness.precision import PRECISIONS, backward_bound, diagnose, forward_bound, forward_lengths, gamma
-from harness.tolerances import default_tolerance
+from harness.conformance.tolerances import default_tolerance
+from harness.net.bounds import backward_bound, forward_bound, forward_lengths
+from harness.net.precision import PRECISIONS, diagnose, gamma
 from tests.conftest import run_suite_with_only
 
 
@@ -132,7 +133,7 @@ def test_a_backend_computing_coarser_than_it_declares_fails_and_the_message_name
 ONE_PRECISION_LOWER = """
     from backends.eager import EagerBackend
     from harness import hookimpl
-    from harness.precision import storage_dtype
+    from harness.net.precision import storage_dtype
 
     def lying(declared, computed):
         class Lying(EagerBackend):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backends.eager import EagerBackend
-from harness.manager import BUILTIN_PLUGINS
+from harness.contract.manager import BUILTIN_PLUGINS
 from tests.conftest import EXAMPLE_BACKEND, ROOT, install_plugin
 
 SUITES = ROOT / "suites"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from reports import numbers, plots
 from reports.artifacts import plan, relative_link
 from reports.load import load_results

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from harness.cli import main
+from harness.commands.cli import main
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reports"
 CHROMIUM = shutil.which("chromium")

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
-from harness.cli import main
+from harness.commands.cli import main
 from reports.escaping import FORMULA_STARTS, csv_cell, markdown_code, markdown_text, plot_text
 from reports.template import TEMPLATE
 

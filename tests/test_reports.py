@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from reports import atomic
 from reports.load import load_results
 from reports.stats import BOOTSTRAP_SEED, speedup_frame, speedup_interval

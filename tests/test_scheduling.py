@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.scheduling import backend_of, group_of, network_of, scheduling_rank
+from harness.pytest_plugin.scheduling import backend_of, group_of, network_of, scheduling_rank
 from tests.conftest import ROOT, builtins_but
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from harness import ConvStage, NetSpec, SpecError
-from harness.spec import check_dtype
+from harness.net.spec import check_dtype
 
 
 def test_default_is_the_seed_network() -> None:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from harness import NetSpec, oracle
-from harness.testdata import as_float64, distinct_values_per_window, tied_pool_data
-from harness.variants import SPEC_VARIANTS
+from harness.net.testdata import as_float64, distinct_values_per_window, tied_pool_data
+from harness.net.variants import SPEC_VARIANTS
 from tests.conftest import run_suite_with_only
 
 SEED = 2026

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from harness import KnownDeviation, ToleranceOverride
-from harness.backend import check_backend
+from harness.commands.run import PREVIOUS, move_aside_previous, output_lock
+from harness.conformance.selectors import configuration, matches, merged_tolerance, validate
+from harness.conformance.tolerances import Tolerance
+from harness.contract.backend import check_backend
 from harness.errors import PluginError, UsageError
-from harness.mainjob import PREVIOUS, move_aside_previous, output_lock
-from harness.precision import PRECISIONS
-from harness.selectors import configuration, matches, merged_tolerance, validate
-from harness.tolerances import Tolerance
-from harness.variants import SPEC_VARIANTS
+from harness.net.precision import PRECISIONS
+from harness.net.variants import SPEC_VARIANTS
 from tests.conftest import run_suite_with_only
 
 DEFAULT = Tolerance(rtol=1e-4, atol=2e-5)
@@ -138,8 +138,8 @@ def test_an_eager_subclass_that_changes_a_contract_method_is_timed_through_it() 
     pytest.importorskip("torch")
     from backends.eager import EagerBackend
     from harness import NetSpec
-    from harness.bench import ContractPath
-    from harness.testdata import random_params
+    from harness.bench.fastpath import ContractPath
+    from harness.net.testdata import random_params
 
     class Doubled(EagerBackend):
         def forward(self, spec: Any, params: Any, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
@@ -189,7 +189,7 @@ def test_a_fast_path_that_returns_zeros_fails_its_check(
 
 
 def test_a_backend_of_a_plugin_that_failed_to_load_is_named_with_the_cause() -> None:
-    from harness.manager import BackendRegistry, PluginFailure
+    from harness.contract.manager import BackendRegistry, PluginFailure
 
     registry = BackendRegistry(failures=[PluginFailure("acme-plugins", "ModuleNotFoundError: No module named 'acme'")])
     for strict in (False, True):
@@ -203,7 +203,7 @@ def test_a_backend_of_a_plugin_that_failed_to_load_is_named_with_the_cause() -> 
 def test_an_entry_point_named_like_a_built_in_plugin_is_an_error_not_silently_skipped(
     fake_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.manager import build_plugin_manager
+    from harness.contract.manager import build_plugin_manager
     from tests.conftest import install_plugin
 
     install_plugin(fake_site, "shadow-numpy", "shadow_numpy", "raise RuntimeError('never imported')\n", "numpy")

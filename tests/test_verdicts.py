@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from harness.manager import BUILTIN_PLUGINS
-from harness.supervisor import run_step
+from harness.contract.manager import BUILTIN_PLUGINS
+from harness.running.supervisor import run_step
 from tests.conftest import install_plugin
 
 BUILTINS_OFF = ",".join(BUILTIN_PLUGINS)
@@ -55,7 +55,7 @@ SUITE = """
 import numpy as np
 import pytest
 from harness import NetSpec, oracle
-from harness.testdata import random_images, random_params
+from harness.net.testdata import random_images, random_params
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_forward_values(backend, dtype, device, k, rng, conformance):
@@ -234,7 +234,7 @@ def test_slow(backend, dtype):
 SUPERVISE = """
 import os, signal, sys
 from pathlib import Path
-from harness.supervisor import run_step, terminate_as_interrupt
+from harness.running.supervisor import run_step, terminate_as_interrupt
 
 # Ignored, as a shell without job control starts `netharness run ... &`; else as a terminal does.
 ignored = os.environ["SIGINT_AT_START"] == "ignored"
@@ -324,7 +324,7 @@ def test_a_stop_request_sent_again_to_the_whole_process_group_is_still_a_clean_s
 def test_each_stop_signal_after_the_first_is_ignored() -> None:
     import signal
 
-    from harness.supervisor import Interrupted, RaiseOnce
+    from harness.childprocess import Interrupted, RaiseOnce
 
     handler = RaiseOnce()
     previous = signal.signal(signal.SIGTERM, handler)

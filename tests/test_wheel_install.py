@@ -32,7 +32,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-WHERE = "import harness, harness.locations as h; print(harness.__file__); print(h.suites_dir())"
+WHERE = "import harness, harness.conformance.locations as h; print(harness.__file__); print(h.suites_dir())"
 
 
 def test_the_quick_main_job_runs_from_any_directory_with_a_regular_install(installed: Path, tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_the_quick_main_job_runs_from_any_directory_with_a_regular_install(insta
     )
     assert all(line.startswith(str(installed)) for line in where.stdout.splitlines()), where.stdout
     run = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "--quick", "--backend=numpy,functional", "--out", "r"],
+        [sys.executable, "-m", "harness.commands.cli", "run", "--quick", "--backend=numpy,functional", "--out", "r"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -3,7 +3,7 @@
     .venv/bin/python tools/bench_backends.py [--batches 1,64,256] [--device cpu] [--rounds 15]
         [--repeats 5] [--threads N] [--clock wall|cpu] [--backends eager,compile,numpy,onnx]
 
-Each backend is timed through its benchmark fast path (``harness.bench.prepare_runner``,
+Each backend is timed through its benchmark fast path (``harness.bench.fastpath.prepare_runner``,
 exactly what ``netharness run`` times) and each plain reference is written here, as a user
 would write it:
 
@@ -50,8 +50,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from harness import NetSpec, load_backends  # noqa: E402
-from harness.bench import BENCH_LOSS, BENCH_LR, load_average, prepare_runner  # noqa: E402
-from harness.testdata import random_images, random_params, random_target  # noqa: E402
+from harness.bench.fastpath import BENCH_LOSS, BENCH_LR, prepare_runner  # noqa: E402
+from harness.bench.machine import load_average  # noqa: E402
+from harness.net.testdata import random_images, random_params, random_target  # noqa: E402
 
 REFERENCE = {"eager": "torch", "compile": "torch", "compile-cudagraphs": "torch", "numpy": "torch", "onnx": "ort"}
 BARS = [

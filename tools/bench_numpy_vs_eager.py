@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from backends.eager import build_net, torch_loss  # noqa: E402
 from backends.numpy_backend import NumpyBackend  # noqa: E402
-from harness.spec import SEED_SPEC  # noqa: E402
+from harness.net.spec import SEED_SPEC  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,9 +67,9 @@ step() {  # step NAME LIMIT_S COMMAND...
 total=$SECONDS
 step conformance 160 "$py" -m pytest suites --backend="$cuda_backends" --device=cuda --strict-backends \
   --ignore=suites/bench_net.py -q -p no:cacheprovider "${workers[@]}" --durations=10 --conformance-results="$out/conformance.jsonl"
-step main-job 290 "$py" -m harness.cli run --quick --device=cuda --strict-backends --backend="$cuda_backends" \
+step main-job 290 "$py" -m harness.commands.cli run --quick --device=cuda --strict-backends --backend="$cuda_backends" \
   --out "$out/run"
-step fidelity 50 "$py" -m harness.cli fidelity --device=cuda --trials=2 --seconds=0.5
+step fidelity 50 "$py" -m harness.commands.cli fidelity --device=cuda --trials=2 --seconds=0.5
 step train-step 45 "$py" tools/bench_backends.py --device=cuda --backends="$cuda_backends" --rounds=8 --repeats=5
 if ! grep -q "eager train step / plain torch step" "$out/train-step.log" \
   || grep "eager train step / plain torch step" "$out/train-step.log" | grep -q MISSES; then

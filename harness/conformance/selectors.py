@@ -12,15 +12,15 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.backend import KnownDeviation, ToleranceOverride
-from harness.checks import CHECKS, unknown_check_message
+from harness.conformance.catalogue import CHECKS, unknown_check_message
+from harness.conformance.tolerances import Tolerance
+from harness.contract.backend import KnownDeviation, ToleranceOverride
+from harness.contract.devices import DEVICES
 from harness.errors import PluginError
-from harness.precision import PRECISIONS
-from harness.spec import ACTIVATIONS, LOSSES, NetSpec
-from harness.tolerances import Tolerance
-from harness.variants import SEED, SPEC_VARIANTS, variant_name
+from harness.net.precision import PRECISIONS
+from harness.net.spec import ACTIVATIONS, LOSSES, NetSpec
+from harness.net.variants import SEED, SPEC_VARIANTS, variant_name
 
-DEVICES = ("cpu", "cuda")
 PHASES = ("forward", "train_step")
 
 SELECTOR_VALUES: dict[str, tuple[Any, ...] | None] = {

@@ -6,8 +6,8 @@ A comparison passes when, for every element,
 
 ``atol`` is relative to the largest magnitude in the expected array, so one tolerance fits
 logits and gradients alike, whatever their scale. Both are the derived bound of
-:mod:`harness.precision` for the check's family, at the configuration's spec and batch,
-plus the float64 oracle's own bound, times :data:`harness.precision.SAFETY`. The
+:mod:`harness.net.precision` for the check's family, at the configuration's spec and batch,
+plus the float64 oracle's own bound, times :data:`harness.net.precision.SAFETY`. The
 finite-difference check keeps its own row (its error is truncation, not rounding).
 Backends widen a tolerance through the ``harness_tolerance_overrides`` hook, with a reason
 that the report shows.
@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.precision import PRECISIONS, SAFETY, backward_bound, forward_bound, gamma
-from harness.spec import NetSpec
-from harness.variants import SEED, SPEC_VARIANTS
+from harness.net.bounds import backward_bound, forward_bound
+from harness.net.precision import PRECISIONS, SAFETY, gamma
+from harness.net.spec import NetSpec
+from harness.net.variants import SEED, SPEC_VARIANTS
 
 
 @dataclass(frozen=True)

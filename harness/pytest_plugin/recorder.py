@@ -2,7 +2,7 @@
 
 Registered on the controller only; under xdist, workers forward their reports here. Before
 each test of a backend a ``started`` record is written, so a supervisor that finds the
-process dead knows which test killed it (see :mod:`harness.supervisor`). Under xdist, a
+process dead knows which test killed it (see :mod:`harness.running.supervisor`). Under xdist, a
 worker that dies is reported by xdist; that report is recorded as ``crashed``.
 """
 
@@ -13,12 +13,9 @@ from typing import Any
 
 import pytest
 
-from harness.checks import CHECKS
-from harness.results import CheckRecord, Measurement
-
-META = "netharness"
-RAN = ("passed", "failed", "error", "xfailed", "xpassed", "crashed")
-"""Outcomes that mean a check ran (a skip does not)."""
+from harness.conformance.catalogue import CHECKS
+from harness.pytest_plugin.state import harness_state
+from harness.results import META, RAN, CheckRecord, Measurement
 
 
 class ResultsRecorder:
@@ -28,8 +25,6 @@ class ResultsRecorder:
         self.crashed: list[str] = []
 
     def _state(self) -> Any:
-        from harness.pytest_plugin import harness_state
-
         return harness_state(self.config)
 
     @pytest.hookimpl(tryfirst=True)

@@ -6,19 +6,19 @@ that never touches the suite imports no backend and writes no file.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.backend import Backend, KnownDeviation, ToleranceOverride
+from harness.conformance.selectors import matches, merged_tolerance, validate
+from harness.conformance.tolerances import Tolerance, default_tolerance
+from harness.contract.backend import Backend, KnownDeviation, ToleranceOverride
+from harness.contract.devices import check_device
+from harness.contract.manager import BackendRegistry, HarnessPluginManager, build_plugin_manager, collect_backends
 from harness.errors import PluginError, UsageError
-from harness.manager import BackendRegistry, HarnessPluginManager, build_plugin_manager, collect_backends
 from harness.results import ResultsWriter, git_commit
-from harness.selectors import DEVICES, matches, merged_tolerance, validate
-from harness.tolerances import Tolerance, default_tolerance
 
 DEFAULT_RESULTS = ".netharness/conformance.jsonl"
 GOVERNED_BY = {"prepared_forward": "forward_values", "prepared_train_step": "train_step"}
@@ -126,21 +126,11 @@ def check_writable(path: Path) -> None:
         raise pytest.UsageError(f"cannot write --conformance-results {path}: {exc.strerror or exc}") from None
 
 
-def cuda_present() -> bool:
-    """Whether this machine has a CUDA device, asked of torch where it is installed."""
-    try:
-        import torch
-    except ImportError:
-        return os.path.exists("/dev/nvidiactl")
-    return bool(torch.cuda.is_available())
-
-
 def parse_device(value: str) -> str:
-    if value not in DEVICES:
-        raise pytest.UsageError(f"unknown device {value!r} for --device; valid devices: {', '.join(DEVICES)}")
-    if value == "cuda" and not cuda_present():
-        raise pytest.UsageError("--device=cuda: this machine has no CUDA device (torch.cuda.is_available() is False)")
-    return value
+    try:
+        return check_device(value)
+    except UsageError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def parse_seed(value: str) -> int:
@@ -151,3 +141,13 @@ def parse_seed(value: str) -> int:
     if seed < 0:
         raise pytest.UsageError(f"--seed must be a non-negative integer, got {value!r}")
     return seed
+
+
+STATE_KEY = pytest.StashKey[HarnessState]()
+
+
+def harness_state(config: pytest.Config) -> HarnessState:
+    """The session's state, built on first use (this is what imports the backends)."""
+    if STATE_KEY not in config.stash:
+        config.stash[STATE_KEY] = HarnessState(config)
+    return config.stash[STATE_KEY]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.backend import Capability
+from harness.contract.backend import Capability
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any, cast
 import pluggy
 
 from harness import hookspecs
-from harness.backend import Backend, check_backend
+from harness.contract.backend import Backend, check_backend
 from harness.errors import PluginError, UsageError
 
 ENTRY_POINT_GROUP = "netharness.backends"

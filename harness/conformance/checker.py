@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.conformance import ConformanceError, compare, first_divergent_layer
-from harness.precision import diagnose
-from harness.recorder import META
-from harness.results import Measurement
-from harness.tolerances import Tolerance
+from harness.conformance.compare import ConformanceError, compare, first_divergent_layer
+from harness.conformance.tolerances import Tolerance
+from harness.net.precision import diagnose
+from harness.results import META, Measurement
 
 
 class Checker:
@@ -76,7 +75,7 @@ def reproduce_command(nodeid: str, backend: str, state: Any, path: Any = None) -
     """The command that reruns one test; the installed suite is named by module when run from elsewhere."""
     options = f"--backend={backend} --device={state.device} --seed={state.seed}"
     if path is not None and not nodeid.startswith("suites/"):
-        from harness.locations import SUITES_PACKAGE, suites_dir
+        from harness.conformance.locations import SUITES_PACKAGE, suites_dir
 
         try:
             inside = Path(path).resolve().parent == suites_dir()

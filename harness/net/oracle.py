@@ -1,16 +1,17 @@
 """An independent float64 reference for the Net spec: forward, losses, gradients, one SGD step.
 
 Every backend is checked against this module, so it shares no code with any of them: it
-imports only NumPy, :mod:`harness.spec` and :mod:`harness.errors`, and writes the backward pass by hand, one
-layer at a time, with the chain rule (micrograd style). It is written to be read, not to be
-fast: convolutions loop over the kernel offsets and vectorise over batch and pixels.
+imports only NumPy and :mod:`harness.net` (a contract in ``make lint`` keeps it so), and
+writes the backward pass by hand, one layer at a time, with the chain rule (micrograd
+style). It is written to be read, not to be fast: convolutions loop over the kernel offsets
+and vectorise over batch and pixels.
 
 Dtype policy (the one place it is decided): inputs, parameters and targets are cast to
 float64 on entry, and every array returned is float64, whatever came in. A float32 input
 is therefore computed, and answered, in float64. Nothing passed in is modified.
 
 Data layout: NCHW activations, conv weights OIHW, linear weights (out, in), flatten in
-(channel, row, column) order -- the canonical layout of :mod:`harness.backend`.
+(channel, row, column) order -- the canonical layout of :mod:`harness.contract.backend`.
 
 Layer by layer (the conv is a cross-correlation, as in ``torch.nn.Conv2d``)::
 
@@ -38,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.errors import SpecError
-from harness.spec import ACTIVATIONS, LOSSES, NetSpec
+from harness.net.spec import ACTIVATIONS, LOSSES, NetSpec
 
 Array = np.ndarray
 

@@ -15,7 +15,7 @@ Every operation takes the canonical currency and returns it:
   precision's storage dtype: float64 for ``float64``, float32 for every other precision
   (bfloat16 and float16 values travel as float32 values that hold them exactly);
 - ``device`` is ``"cpu"`` or ``"cuda"``; ``dtype`` is a precision: ``"float64"``,
-  ``"float32"``, ``"tf32"``, ``"bfloat16"`` or ``"float16"`` (:mod:`harness.precision`).
+  ``"float32"``, ``"tf32"``, ``"bfloat16"`` or ``"float16"`` (:mod:`harness.net.precision`).
 
 Optional operations, by capability:
 
@@ -78,7 +78,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from harness.errors import PluginError
-from harness.precision import PRECISIONS
+from harness.net.precision import PRECISIONS
 
 
 class Capability(enum.StrEnum):
@@ -136,7 +136,7 @@ class Backend(Protocol):
 
     dtypes: tuple[str, ...]
     """Precisions it computes in, from ``("float64", "float32", "tf32", "bfloat16", "float16")``
-    (:mod:`harness.precision`); arrays are float32 for all but float64."""
+    (:mod:`harness.net.precision`); arrays are float32 for all but float64."""
 
     def availability(self) -> Availability:
         """Whether it can run on this machine, and why not. Must not raise."""
@@ -208,7 +208,7 @@ class ToleranceOverride:
     """Only for this dtype; ``None`` means every dtype (shorthand for ``select={"dtype": ...}``)."""
     select: Mapping[str, Any] = field(default_factory=dict)
     """Only for configurations with these parameters, e.g. ``{"activation": "tanh", "batch": 7}``;
-    keys: dtype, device, loss, activation, variant, phase, batch (see :mod:`harness.selectors`)."""
+    keys: dtype, device, loss, activation, variant, phase, batch (see :mod:`harness.conformance.selectors`)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Precisions, and the tolerances that follow from their arithmetic.
+"""Precisions: how each stores values and accumulates sums, rounding to it, and what errors say about it.
 
 A configuration's precision is one of :data:`PRECISIONS`. At the contract every array is a
 NumPy array: float64 for ``float64``, float32 for the others. ``tf32`` keeps float32
@@ -6,16 +6,7 @@ storage (only matmuls and convolutions round their operands to 10 mantissa bits)
 ``bfloat16`` and ``float16`` travel as float32 values that are exactly representable in
 that precision (:meth:`Precision.round`), so no extra dependency is needed and the oracle
 sees exactly what the backend was given.
-
-The tolerance model (``docs/tolerances.md``): a layer that sums ``k`` products in an
-accumulator of unit roundoff ``u_a`` and stores its output with unit roundoff ``u_s``
-errs, relative to its output's scale, by at most
-
-    gamma_k(u_a) + u_s,    gamma_k(u) = k u / (1 - k u)           (Higham, Thm 3.1)
-
-and these add up along the network (every layer of the spec is at most 1-Lipschitz in
-relative terms at this network's scale; pooling and ReLU are exact). A check's bound is
-that sum times :data:`SAFETY`, calibrated once on the correct backends and stated there.
+The error bounds of the spec's network at a precision are in :mod:`harness.net.bounds`.
 """
 
 from __future__ import annotations
@@ -24,8 +15,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from harness.spec import NetSpec
 
 
 @dataclass(frozen=True)
@@ -108,41 +97,6 @@ def gamma(k: int, u: float) -> float:
     if k * u >= 1:
         return math.inf
     return k * u / (1 - k * u)
-
-
-def forward_lengths(spec: NetSpec) -> list[int]:
-    """The dot-product length of each conv and linear layer: in_channels * k * k, or fan_in."""
-    lengths, channels = [], spec.in_channels
-    for stage in spec.conv_stages:
-        lengths.append(channels * stage.kernel * stage.kernel)
-        channels = stage.out_channels
-    lengths += [fan_in for fan_in, _ in spec.linear_widths]
-    return lengths
-
-
-def backward_lengths(spec: NetSpec, batch: int) -> list[int]:
-    """Per layer, the longest sum of the backward pass: the weight gradient's (batch x output
-    positions) or the input gradient's (out_channels * k * k, or fan_out)."""
-    lengths = []
-    for layer in spec.layers():
-        if layer.kind == "conv":
-            stage = spec.conv_stages[spec.conv_names.index(layer.name)]
-            positions = layer.shape[-2] * layer.shape[-1]  # shapes are (1, C, H, W)
-            lengths.append(max(batch * positions, stage.out_channels * stage.kernel * stage.kernel))
-        elif layer.kind == "linear":
-            lengths.append(max(batch, layer.shape[-1]))
-    return lengths
-
-
-def forward_bound(spec: NetSpec, p: Precision) -> float:
-    """The derived relative error bound of the logits (and of every layer's output)."""
-    return sum(gamma(k, p.accumulate_roundoff) + p.layer_roundoff for k in forward_lengths(spec))
-
-
-def backward_bound(spec: NetSpec, p: Precision, batch: int) -> float:
-    """The derived relative error bound of the gradients: the forward pass's, then the backward's."""
-    back = sum(gamma(k, p.accumulate_roundoff) + p.layer_roundoff for k in backward_lengths(spec, batch))
-    return forward_bound(spec, p) + back
 
 
 def effective_bits(actual: np.ndarray, expected: np.ndarray) -> float | None:

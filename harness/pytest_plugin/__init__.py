@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import isolation
-from harness.backend import Backend, Capability, supports
-from harness.checker import Checker, reproduce_command
-from harness.checks import CHECKS, FULL_PRECISIONS
-from harness.recorder import META, ResultsRecorder
-from harness.selectors import configuration
-from harness.session import DEFAULT_RESULTS, HarnessState
-from harness.supervisor import SKIP_FROM_OPTION, honour_stop_requests
+from harness.childprocess import SKIP_FROM_OPTION, honour_stop_requests
+from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS
+from harness.conformance.checker import Checker, reproduce_command
+from harness.conformance.selectors import configuration
+from harness.contract.backend import Backend, Capability, supports
+from harness.pytest_plugin import isolation
+from harness.pytest_plugin.recorder import ResultsRecorder
+from harness.pytest_plugin.state import DEFAULT_RESULTS, STATE_KEY, harness_state
+from harness.results import META
 
-STATE_KEY = pytest.StashKey[HarnessState]()
 RECORDER_KEY = pytest.StashKey[ResultsRecorder]()
 PEAK_KEY = pytest.StashKey[float]()
 
@@ -62,13 +62,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="deselect the test ids listed in PATH, one per line (used by netharness to resume after a crash)",
     )
-
-
-def harness_state(config: pytest.Config) -> HarnessState:
-    """The session's state, built on first use (this is what imports the backends)."""
-    if STATE_KEY not in config.stash:
-        config.stash[STATE_KEY] = HarnessState(config)
-    return config.stash[STATE_KEY]
 
 
 def _options_given(config: pytest.Config) -> bool:
@@ -139,11 +132,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under ``-n N --dist loadgroup``, one group per backend and network (see :mod:`harness.scheduling`)."""
+    """Under ``-n N --dist loadgroup``, one group per backend and network (:mod:`harness.pytest_plugin.scheduling`)."""
     state = config.stash.get(STATE_KEY, None)
     if state is None or config.getvalue("dist") != "loadgroup":
         return None
-    from harness.scheduling import BackendGroupScheduling
+    from harness.pytest_plugin.scheduling import BackendGroupScheduling
 
     return BackendGroupScheduling(config, log, backends=state.selected)
 
@@ -165,7 +158,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def machine_peak_gflops(config: pytest.Config) -> float:
     """This machine's float32 matmul peak, measured once per run (only when benchmarks time)."""
-    from harness.bench import measure_peak_gflops
+    from harness.bench.machine import measure_peak_gflops
 
     if PEAK_KEY not in config.stash:
         config.stash[PEAK_KEY] = measure_peak_gflops()
@@ -177,7 +170,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     """Store the peak, thread count and commit with pytest-benchmark's machine info (netharness runs only)."""
     if STATE_KEY not in config.stash:
         return
-    from harness.bench import device_info, thread_count
+    from harness.bench.machine import device_info, thread_count
     from harness.results import git_commit
 
     machine_info.update(device_info(harness_state(config).device))

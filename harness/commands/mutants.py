@@ -1,6 +1,6 @@
 """``netharness mutants``: run the conformance suite against planted bugs and tabulate the kill rate.
 
-One pytest run, in a child process, over ``eager`` and every mutant of :mod:`harness.mutants`.
+One pytest run, in a child process, over ``eager`` and every mutant of :mod:`backends.mutants`.
 The mutants plugin is registered for that run only, through a throw-away ``dist-info``
 directory on ``PYTHONPATH`` (the same entry-point discovery as an installed plugin); nothing
 is installed. Each mutant must fail at least one check (it is *caught*); ``eager`` must fail
@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from backends.mutants import MUTANTS, Mutant
+from harness.conformance.locations import suites_dir
+from harness.contract.manager import BUILTIN_PLUGINS
 from harness.errors import HarnessError, UsageError
-from harness.locations import suites_dir
-from harness.manager import BUILTIN_PLUGINS
-from harness.mutants import MUTANTS, Mutant
 
 BASELINE = "eager"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PRECISIONS = ("float32", "float64")
 """Both full precisions: a defect that float32's wider tolerances hide shows as caught in float64 only."""
 # Without the two slowest checks: no mutant needs them (checked by tests/test_mutants.py, which
@@ -60,7 +60,7 @@ class MutantOutcome:
     caught_in: tuple[str, ...] = ()
     """The precisions in which some check failed on it, in :data:`PRECISIONS` order."""
     affects: tuple[str, ...] = PRECISIONS
-    """The precisions the defect is in (see :attr:`harness.mutants.Mutant.affects`)."""
+    """The precisions the defect is in (see :attr:`backends.mutants.Mutant.affects`)."""
     float32_hides: str = ""
     """The mutant's own account of why float32 cannot catch it (empty if it claims float32 does)."""
 
@@ -209,11 +209,11 @@ def render(report: MutationReport) -> str:
 
 
 def plugin_site(directory: Path) -> Path:
-    """A directory that, on PYTHONPATH, makes ``harness.mutants`` a ``netharness.backends`` plugin."""
+    """A directory that, on PYTHONPATH, makes ``backends.mutants`` a ``netharness.backends`` plugin."""
     info = directory / "netharness_mutants-0.1.dist-info"
     info.mkdir(parents=True, exist_ok=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: netharness-mutants\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[netharness.backends]\nmutants = harness.mutants\n")
+    (info / "entry_points.txt").write_text("[netharness.backends]\nmutants = backends.mutants\n")
     return directory
 
 

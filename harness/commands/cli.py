@@ -12,9 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.backend import describe_capabilities
+from harness.contract.backend import describe_capabilities
+from harness.contract.manager import load_backends
 from harness.errors import HarnessError, UsageError
-from harness.manager import load_backends
 from reports.commands import add_commands
 
 EXIT_USAGE = 2
@@ -59,9 +59,9 @@ VALUE_FAMILIES = ("forward", "fast path", "gradients", "losses", "training")
 
 def cmd_checks(args: argparse.Namespace) -> int:
     """List every conformance check: family, capability, configurations, default tolerances."""
-    from harness.checks import CHECKS, FULL_PRECISIONS, suite_configurations
-    from harness.precision import PRECISIONS
-    from harness.tolerances import ULP_TOLERANCES, default_tolerance
+    from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS, suite_configurations
+    from harness.conformance.tolerances import ULP_TOLERANCES, default_tolerance
+    from harness.net.precision import PRECISIONS
 
     configurations = suite_configurations(_suites_dir())
     for family in dict.fromkeys(info.family for info in CHECKS.values()):
@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     --strict-backends) every backend ran; 130 when interrupted (SIGINT or SIGTERM); 2 for
     a usage error.
     """
-    from harness.mainjob import run_main_job
+    from harness.commands.run import run_main_job
 
     return run_main_job(args, _writable_dir(args.out), _suites_dir())
 
@@ -99,13 +99,13 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     Exit status: 0 if every mutant was caught and eager passed, 1 if a mutant survived,
     2 if eager itself failed a check.
     """
-    from harness.mutation import run_mutants
+    from harness.commands.mutants import run_mutants
 
     return run_mutants(seed=args.seed, quick=args.quick, results=Path(args.results) if args.results else None)
 
 
 def _suites_dir() -> Path:
-    from harness.locations import suites_dir
+    from harness.conformance.locations import suites_dir
 
     return suites_dir()
 
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
     """Print the harness's and torch.utils.benchmark's medians for one configuration."""
-    from harness.fidelity import run_fidelity
+    from harness.commands.fidelity import run_fidelity
 
     return run_fidelity(args.backend, args.phase, args.batch, args.device, args.trials, args.seconds)
 

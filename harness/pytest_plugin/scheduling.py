@@ -9,7 +9,7 @@ suite and took 162 s; ``loadgroup`` by backend spent about 235 s and took 131 s.
 
 :class:`BackendGroupScheduling` groups every test whose id starts with a selected backend
 (``test_x[<backend>-...]``, as this plugin parametrizes them) by that backend, and its tests
-on each of the networks that change every field (:data:`harness.variants.EVERY_FIELD`, the
+on each of the networks that change every field (:data:`harness.net.variants.EVERY_FIELD`, the
 parameter id ``1stage`` or ``3stage``) into a group of their own per network. Those networks
 share no graph with the backend's other tests, and the per-layer, gradient and step checks
 all run on them, so they are the part of a backend worth moving: with one group per backend,
@@ -34,7 +34,7 @@ from typing import Any
 
 from xdist.scheduler import LoadGroupScheduling
 
-from harness.variants import EVERY_FIELD, SPEC_VARIANTS
+from harness.net.variants import EVERY_FIELD, SPEC_VARIANTS
 
 
 def parameter_id(nodeid: str) -> str | None:

@@ -21,12 +21,7 @@ compile or an export per operation:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
-import pytest
-
-from harness.spec import SEED_SPEC, ConvStage, NetSpec
+from harness.net.spec import SEED_SPEC, ConvStage, NetSpec
 
 SEED = "seed"
 
@@ -61,8 +56,3 @@ EVERY_FIELD = ("1stage", "3stage")
 def variant_name(spec: NetSpec) -> str:
     """The variant's name; a spec not in the table is named by its repr (never a selector match)."""
     return _NAMES.get(spec, repr(spec))
-
-
-def variant_params(names: Iterable[str]) -> list[Any]:
-    """``pytest.param`` entries for these variants, each with its name as the id."""
-    return [pytest.param(SPEC_VARIANTS[name], id=name) for name in names]

@@ -2,7 +2,7 @@
 
 Each mutant is the correct :class:`~backends.eager.EagerBackend` with exactly one realistic
 defect, and names the check (``caught_by``) that must fail because of it. ``netharness
-mutants`` (see :mod:`harness.mutation`) runs the suite over all of them and reports the kill
+mutants`` (see :mod:`harness.commands.mutants`) runs the suite over all of them and reports the kill
 rate: a mutant that passes every check is a hole in the suite.
 
 This module is a plugin (``harness_backends`` returns every mutant), loaded only when asked

@@ -1,6 +1,6 @@
 """``netharness run``: conformance, then benchmarks, on every backend; then the report.
 
-Each backend runs in its own supervised pytest processes (:mod:`harness.supervisor`), so a
+Each backend runs in its own supervised pytest processes (:mod:`harness.running.supervisor`), so a
 backend that crashes its interpreter loses no other backend's results, and its crashed
 test is named. One run owns its output folder (a lock); the previous run's files are moved
 to ``previous/`` until the new report is complete, so a partial run never sits beside a
@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.bench import PEAK_ENV
+from harness.bench.machine import PEAK_ENV
+from harness.contract.devices import check_device
+from harness.contract.manager import load_backends
 from harness.errors import UsageError
-from harness.manager import load_backends
-from harness.results import git_commit, run_start_record
-from harness.supervisor import EXIT_INTERRUPTED, StepOutcome, append_record, run_step, terminate_as_interrupt
+from harness.results import append_record, git_commit, run_start_record
+from harness.running.supervisor import EXIT_INTERRUPTED, StepOutcome, run_step, terminate_as_interrupt
 
 OUTPUTS = (
     "conformance.jsonl",
@@ -88,11 +89,7 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
     if not selected:
         causes = "; ".join(str(f) for f in registry.failures)
         raise UsageError(f"no backend to run: every selected plugin failed to load: {causes}")
-    if args.device == "cuda":
-        from harness.session import cuda_present
-
-        if not cuda_present():
-            raise UsageError("--device=cuda: this machine has no CUDA device (torch.cuda.is_available() is False)")
+    check_device(args.device)
     with output_lock(out), terminate_as_interrupt():
         had_previous = move_aside_previous(out)
         conformance, checks = out / "conformance.jsonl", out / "benchmark-checks.jsonl"
@@ -211,7 +208,7 @@ def run_steps(
 def peak_once() -> str:
     """This machine's CPU matmul peak, measured once per run and handed to every benchmark step,
     so one run's backends share one figure (each process measuring its own gave 58-159 GFLOP/s)."""
-    from harness.bench import measure_peak_gflops
+    from harness.bench.machine import measure_peak_gflops
 
     return repr(measure_peak_gflops())
 

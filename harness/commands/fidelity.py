@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.contract.manager import load_backends
 from harness.errors import UsageError
-from harness.manager import load_backends
 
 AGREEMENT = 0.10
 

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from harness.precision import PRECISIONS
-from harness.spec import NetSpec
+from harness.net.precision import PRECISIONS
+from harness.net.spec import NetSpec
 
 SMALL_BATCH = 7
 """The batch of every check that needs several samples but no particular number of them.
@@ -74,7 +74,7 @@ def kink_margin(spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray) -> 
     float64 oracle routes a whole gradient differently, so gradient checks use data whose
     margin exceeds the float32 rounding error.
     """
-    from harness import oracle  # the oracle is only needed here; keep testdata importable alone
+    from harness.net import oracle  # the oracle is only needed here; keep testdata importable alone
 
     layers = oracle.forward_layers(spec, as_float64(params), x.astype(np.float64))
     margins = [np.inf]

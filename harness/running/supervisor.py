@@ -14,13 +14,11 @@ interrupted; the same request arriving again while the run stops is ignored
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,18 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.recorder import RAN
-from harness.results import SUPERVISED_ENV, CheckRecord
+from harness.childprocess import SKIP_FROM_OPTION, SUPERVISED_ENV, Interrupted, RaiseOnce
+from harness.results import RAN, CheckRecord, append_record, read_records
 
-SKIP_FROM_OPTION = "--netharness-skip-from"
 MAX_CRASHES = 50
 """Crashes in one step before the supervisor gives up on resuming it."""
 EXIT_INTERRUPTED = 130
 STOP_GRACE_S = 60.0
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM reached the supervisor (a KeyboardInterrupt, so it ends what Ctrl-C ends)."""
 
 
 @dataclass
@@ -52,31 +45,6 @@ class StepOutcome:
     """Per backend, the checks that ran (any outcome but a skip)."""
     interrupted: bool = False
     died_outside_a_test: str = ""
-
-
-class RaiseOnce:
-    """A signal handler that raises :class:`Interrupted` for the first signal and ignores the ones after it.
-
-    One stop request often arrives more than once: ``timeout``, and many CI runners, signal
-    the process and then its whole process group, and an impatient user presses Ctrl-C
-    twice. The first starts the stop (the child is stopped, what finished is written, the
-    report says PARTIAL); a second must not break off that very work.
-    """
-
-    def __init__(self) -> None:
-        self.received = ""
-        """The first signal's name, once one came."""
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.received:
-            return
-        self.received = signal.Signals(signum).name
-        # Ignored from here on, by the OS: also while Python shuts down, which would reset
-        # a Python handler to the default (and a late SIGTERM would end the process).
-        for other in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(other) is self:
-                signal.signal(other, signal.SIG_IGN)
-        raise Interrupted(self.received)
 
 
 @contextmanager
@@ -107,29 +75,6 @@ def describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
-
-
-def read_records(path: Path, offset: int) -> list[dict[str, Any]]:
-    """The complete JSON lines written after ``offset`` (a torn last line is left out)."""
-    if not path.exists():
-        return []
-    with path.open("rb") as file:
-        file.seek(offset)
-        data = file.read()
-    records = []
-    for line in data.split(b"\n")[:-1]:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as file:
-        file.write(json.dumps(record) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
 
 
 def run_step(
@@ -191,26 +136,6 @@ def _crash_record(started: dict[str, Any], code: int, seed: int, device: str) ->
         reason=f"the process died while running this test ({describe_exit(code)}); the run resumed after it",
     )
     return record.to_json()
-
-
-def honour_stop_requests() -> None:
-    """In a supervised child, let SIGINT and SIGTERM stop pytest as Ctrl-C does, once.
-
-    The supervisor stops a child with SIGINT (:func:`_stop`), so that it writes what finished.
-    A shell without job control starts a background job (``netharness run ... &`` in a
-    script, many CI runners) with SIGINT ignored, and Python leaves an ignored SIGINT
-    ignored: the child would run on until the grace period ran out and it was killed, and
-    its end record would be lost. A SIGTERM sent to the whole process group (``timeout``)
-    reaches the child too, and would end it at once, without that record. So both raise
-    :class:`Interrupted` (a KeyboardInterrupt, which pytest ends cleanly on) for the first
-    signal, and the supervisor's own SIGINT that follows is ignored (:class:`RaiseOnce`).
-    Called by the pytest plugin at configure time.
-    """
-    if os.environ.get(SUPERVISED_ENV) != "1" or threading.current_thread() is not threading.main_thread():
-        return
-    handler = RaiseOnce()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, handler)
 
 
 XDIST_WORKER_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from harness.conformance.tolerances import Tolerance
 from harness.results import Measurement
-from harness.tolerances import Tolerance
 
 
 class ConformanceError(AssertionError):

@@ -21,7 +21,7 @@ Init scheme (part of the spec, see :data:`INIT_SCHEME`):
 
 The init does not change with the hidden activation: the seed's gain is ReLU's.
 
-Losses are sums over the batch, never means (see :mod:`harness.oracle`):
+Losses are sums over the batch, never means (see :mod:`harness.net.oracle`):
 
 - ``sse``: sum of squared errors, L = sum((logits - target)^2), target float (N, classes);
 - ``cross_entropy``: L = sum_i -log softmax(logits_i)[label_i], integer labels (N,).
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import SpecError
+from harness.net.precision import storage_dtype
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 LOSSES = ("sse", "cross_entropy")
@@ -223,8 +224,6 @@ class NetSpec:
         if x.dtype.kind != "f":
             raise SpecError(f"input dtype {x.dtype} is not floating point; convert it with x.astype(np.float32)")
         if dtype is not None:
-            from harness.precision import storage_dtype  # precision imports this module
-
             stored = storage_dtype(dtype)
             if x.dtype != np.dtype(stored):
                 raise SpecError(

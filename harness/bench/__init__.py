@@ -1,0 +1,1 @@
+"""Benchmarks: the timed fast path (:mod:`.fastpath`), peak memory (:mod:`.memory`), machine facts (:mod:`.machine`)."""

@@ -1,0 +1,1 @@
+"""The ``netharness`` commands: the only harness modules that import ``reports`` or ``backends``."""

@@ -1,0 +1,1 @@
+"""What conformance means: the catalogue of checks, tolerances, selectors and the comparison."""

@@ -1,0 +1,1 @@
+"""The parent-process side of a run: pytest children supervised, crashes survived, signals honoured."""
