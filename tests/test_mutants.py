@@ -19,7 +19,8 @@ import pytest
 
 from backends.eager import EagerBackend
 from backends.mutants import MUTANTS, Mutant, NetMutant
-from harness import NetSpec, cli
+from harness import NetSpec
+from harness.commands import cli
 from harness.commands.mutants import EXIT_BASELINE_BROKEN, EXIT_SURVIVORS, read_records, render, summarize
 from harness.contract.manager import BUILTIN_PLUGINS
 from harness.net.testdata import random_images, random_params, random_target
