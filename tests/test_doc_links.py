@@ -1,4 +1,4 @@
-"""Every relative link in README.md and docs/*.md leads somewhere.
+"""Every relative link in README.md and docs/*.md leads somewhere, and every test the guarantees name exists.
 
 A link resolves, relative to the file it is in, to an existing file or folder; a ``#anchor``
 into a Markdown file (or into the same file) names one of its headings, slugged the way GitHub
@@ -8,6 +8,7 @@ inline code spans) are not links.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -121,3 +122,34 @@ def test_the_link_checker_sees_links_and_anchors_as_github_does(tmp_path: Path) 
     ]
     assert broken(page, "#setup-2") == f"{page} has no heading with the anchor #setup-2"
     assert broken(page, "gone.md") == f"{tmp_path / 'gone.md'} does not exist"
+
+
+GUARANTEE_TEST = re.compile(r"\[`((?:tests/test_\w+\.py)?)((?:::\w+)?)`\]\(\.\./(tests/test_\w+\.py)\)")
+"""A test named by a link: [`tests/file.py::test_name`](../tests/file.py), or [`::test_name`](../tests/file.py)
+for another test in the same file, or [`tests/file.py`](../tests/file.py) for the whole file."""
+
+
+def test_every_guarantee_is_shown_by_tests_that_exist() -> None:
+    """Each row of docs/guarantees.md links the tests that show it; a renamed test must not leave a dangling name."""
+    rows = [
+        line
+        for line in (ROOT / "docs" / "guarantees.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| ") and not line.startswith("| guarantee |")
+    ]
+    assert len(rows) >= 15, rows  # every guarantee the README listed when they moved here
+    problems = []
+    for row in rows:
+        named = GUARANTEE_TEST.findall(row)
+        if not named:
+            problems.append(f"no test linked: {row}")
+        for file, name, target in named:
+            if file and file != target:
+                problems.append(f"{file} links to {target}")
+            path = ROOT / target
+            if not path.exists():
+                problems.append(f"{target} does not exist")
+            elif name:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+                if name[2:] not in {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}:
+                    problems.append(f"{target} has no test {name[2:]}")
+    assert not problems, "\n".join(problems)
