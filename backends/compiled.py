@@ -22,7 +22,7 @@ step; inductor can fuse only the ReLUs into the pooling and the ReLU backward in
 neighbours (~2-3 ms of memory passes), and it adds ~0.6 ms of guards, AOTAutograd wrappers
 and layout copies around the graph. So it gains little: 0.95x eager's CPU time at batch 64,
 0.94x at 256, and 1.3x at batch 1, where that fixed overhead dominates (tools/bench_backends.py
-on one thread; the README records the run).
+on one thread; docs/performance.md records the run).
 
 Declared: forward, intermediates, backward and train_step, in float32, the dtype
 ``torch.compile`` is used for. Not declared: ``init`` (compiled random number generation

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: everything that CI (no GPU) cannot run, in one script. Each step has a limit
-# below, 9 minutes together, sized from runs on one H100 (the README says what they measured).
+# below, 9 minutes together, sized from runs on one H100 (docs/guarantees.md and
+# docs/performance.md say what they measured).
 #
 #   tools/gpu_check.sh [OUT]        (default OUT: gpu-check; run from anywhere, after `make test` made .venv)
 #   NETHARNESS_PYTHON=python3 tools/gpu_check.sh [OUT]
