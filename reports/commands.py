@@ -9,11 +9,15 @@ one-line :class:`~harness.errors.HarnessError`, which the CLI prints.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reports.comparable import DIFFERENCES
 from reports.load import load_results
+
+if TYPE_CHECKING:
+    from reports.model import ReportData
 
 DEFAULT_OUT = "netharness-report"
 DEFAULT_THRESHOLD = 0.10
@@ -85,16 +89,28 @@ def add_commands(subparsers: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write results.csv, conformance.csv, report.html and summary.md into --out."""
+    report_from(args.results, Path(args.out))
+    return 0
+
+
+def report_from(inputs: Sequence[str | Path], out: Path) -> ReportData:
+    """Load ``inputs``, write the report's files into ``out`` and say so; the data it was built from.
+
+    ``netharness report`` and the end of ``netharness run`` both come here; the run then
+    prints its verdict lines from the same data (:func:`reports.verdicts.end_of_run_lines`).
+    """
+    from reports.model import report_data
     from reports.report import write_report
 
-    results = load_results(args.results)
-    paths = write_report(results, Path(args.out))
+    results = load_results(inputs)
+    data = report_data(results)
+    paths = write_report(data, out)
     for reason in results.partial_reasons:
         print(f"netharness: PARTIAL RUN: {reason}")
     for name in ("results.csv", "conformance.csv", "summary.md"):
         print(f"netharness: wrote {paths[name]}")
     print(paths["report.html"])
-    return 0
+    return data
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -23,7 +23,6 @@ from reports.model import ReportData
 from reports.numbers import quantity, sig
 from reports.stability import LOAD_PER_CPU_LIMIT, MIN_ROUNDS, REL_IQR_LIMIT
 from reports.stats import BASELINE_BACKEND, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from reports.tables import pooled
 from reports.template import CSP, CSS, TEMPLATE
 from reports.verdicts import VERDICT_BATCH, Verdict, failures, other_skips, verdicts
 
@@ -38,7 +37,7 @@ def render_html(data: ReportData, links: dict[str, str] | None = None) -> str:
 
 
 def _context(data: ReportData, links: dict[str, str]) -> dict[str, Any]:
-    bench, conf = data.bench, data.conf
+    bench, conf = data.pooled, data.conf
     found = failures(conf)
     context: dict[str, Any] = {
         "machines": data.results.machines,
@@ -79,7 +78,7 @@ def _context(data: ReportData, links: dict[str, str]) -> dict[str, Any]:
             peak_table=htmltable.peak_table(bench),
             stability_table=htmltable.stability_table(bench),
             unstable=_instability_sentences(bench),
-            benchmark_count=len(pooled(bench)),
+            benchmark_count=len(bench),
             peaks=_peaks(bench),
         )
         if not data.speedups.empty:
@@ -113,7 +112,7 @@ def _verdict_row(verdict: Verdict) -> dict[str, Any]:
 
 def _peaks(bench: pd.DataFrame) -> str:
     """'vm cpu: 87.5 GFLOP/s (best of 5 matmuls)', per machine and device."""
-    frame = pooled(bench).dropna(subset=["peak_gflops_per_s"])
+    frame = bench.dropna(subset=["peak_gflops_per_s"])
     found = frame.groupby(["machine", "device"], sort=True).agg(
         peak=("peak_gflops_per_s", "max"), method=("peak_method", "last")
     )
@@ -127,7 +126,7 @@ def _peaks(bench: pd.DataFrame) -> str:
 
 
 def _instability_sentences(bench: pd.DataFrame) -> list[str]:
-    frame = pooled(bench)
+    frame = bench
     several = frame["machine"].nunique() > 1
     sentences = []
     for row in frame[frame["unstable"] != ""].sort_values(["machine", "backend", "phase", "batch"]).itertuples():

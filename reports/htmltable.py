@@ -18,7 +18,7 @@ import pandas as pd
 from reports.numbers import MISSING, duration, interval, percent, sig, times
 from reports.stability import load_text
 from reports.stats import BASELINE_BACKEND
-from reports.tables import pooled, setup_table
+from reports.tables import setup_table
 
 UNSTABLE_MARK = "⚠"
 SPEEDUP_STATE = {"faster": "faster", "slower": "slower"}
@@ -59,7 +59,7 @@ def wide_table(
     bench: pd.DataFrame, table_id: str, value: str, formatter: Callable[[Any], str], unit_note: str = ""
 ) -> Table:
     """``value`` per benchmark (rows) and backend, each backend's machines side by side (columns)."""
-    frame = pooled(bench)
+    frame = bench
     index = ["device", "phase", "batch"] + [c for c in ("dtype", "threads") if frame[c].nunique(dropna=False) > 1]
     several = frame["machine"].nunique() > 1
     columns = sorted(set(zip(frame["backend"], frame["machine"])))
@@ -191,7 +191,7 @@ def _ratio_table(
 
 def stability_table(bench: pd.DataFrame) -> Table:
     """Every benchmark's spread, rounds and load, and whether it is stable."""
-    frame = pooled(bench).sort_values(["machine", "backend", "device", "phase", "batch"])
+    frame = bench.sort_values(["machine", "backend", "device", "phase", "batch"])
     table = Table(
         "stability-table",
         [

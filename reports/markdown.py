@@ -18,7 +18,7 @@ from reports.escaping import markdown_code, markdown_command, markdown_text
 from reports.model import ReportData
 from reports.numbers import interval, times
 from reports.stats import BASELINE_BACKEND
-from reports.tables import outcome_counts, pooled
+from reports.tables import outcome_counts
 from reports.verdicts import VERDICT_BATCH, Verdict, failures, verdicts
 
 SUMMARY_BATCH = VERDICT_BATCH
@@ -157,7 +157,7 @@ def _notes(data: ReportData, found: list[Verdict]) -> list[str]:
             shown = notes[:MAX_NOTES] + ([f"… and {len(notes) - MAX_NOTES} more"] if len(notes) > MAX_NOTES else [])
             lines += ["", "Passed only under a widened tolerance (override): " + "; ".join(shown) + "."]
     if not data.bench.empty:
-        frame = pooled(data.bench)
+        frame = data.pooled
         unstable = frame[frame["unstable"] != ""]
         if not unstable.empty:
             named = [

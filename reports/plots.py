@@ -28,7 +28,6 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from reports.escaping import plot_text
 from reports.matrix import check_order
 from reports.numbers import tick
-from reports.tables import pooled
 
 EXACT_HEADROOM_SHOWN_AS = 1e6
 """Where an exact match (infinite headroom) is drawn on the log axis."""
@@ -51,7 +50,7 @@ def colours(backends: Sequence[str]) -> dict[str, str]:
 
 def latency_svg(bench: pd.DataFrame) -> str:
     """Median latency against batch size, log-log, one line per backend, one panel per phase."""
-    frame = pooled(bench)
+    frame = bench
     phases = sorted(frame["phase"].unique())
     palette = colours(frame["backend"].unique())
     with _style():
@@ -90,7 +89,7 @@ def latency_svg(bench: pd.DataFrame) -> str:
 
 def throughput_svg(bench: pd.DataFrame) -> str:
     """Samples per second, bars grouped by batch size, one panel per phase."""
-    frame = pooled(bench)
+    frame = bench
     phases = sorted(frame["phase"].unique())
     palette = colours(frame["backend"].unique())
     with _style():

@@ -16,15 +16,14 @@ from reports.atomic import write_files
 from reports.html import render_html
 from reports.load import Results
 from reports.markdown import render_summary
-from reports.model import report_data
+from reports.model import ReportData
 from reports.tables import conformance_csv, results_csv
 
 REPORT_FILES = ("results.csv", "conformance.csv", "report.html", "summary.md")
 
 
-def build_report(results: Results, placements: list[Placement] | None = None) -> dict[str, str]:
+def build_report(data: ReportData, placements: list[Placement] | None = None) -> dict[str, str]:
     """File name -> text of every report file; ``placements`` say which artifacts the folder will hold."""
-    data = report_data(results)
     links = {placement.recorded: placement.link for placement in placements or []}
     bench = data.bench.assign(artifact=data.bench["artifact"].map(lambda path: links.get(path, path)))
     return {
@@ -35,10 +34,10 @@ def build_report(results: Results, placements: list[Placement] | None = None) ->
     }
 
 
-def write_report(results: Results, out: Path) -> dict[str, Path]:
+def write_report(data: ReportData, out: Path) -> dict[str, Path]:
     """Render every file, then replace them in ``out`` together; return name -> path written."""
-    placements = plan(_artifacts(results), out)
-    files = build_report(results, placements)
+    placements = plan(_artifacts(data.results), out)
+    files = build_report(data, placements)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -24,7 +24,6 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from reports.stability import speedup_verdict
-from reports.tables import pooled
 
 BOOTSTRAP_SEED = 20240607
 BOOTSTRAP_RESAMPLES = 2000
@@ -77,7 +76,10 @@ def speedup_interval(
 
 
 def speedup_frame(bench: pd.DataFrame) -> pd.DataFrame:
-    """Speedup of every backend against eager at the same machine, device, dtype, threads, phase, batch."""
+    """Speedup of every backend against eager at the same machine, device, dtype, threads, phase, batch.
+
+    ``bench`` is pooled (:func:`reports.tables.pooled`), as every function of the report takes it.
+    """
     return _speedups(bench, SPEEDUP_KEY, "backend", BASELINE_BACKEND, "eager_median_s")
 
 
@@ -108,7 +110,7 @@ def _speedups(bench: pd.DataFrame, key: list[str], axis: str, baseline: str, bas
     ]
     if bench.empty:
         return pd.DataFrame(columns=columns)
-    frame = pooled(bench)
+    frame = bench  # already pooled: one row per benchmark key
     rows = []
     for _, group in frame.groupby(key, dropna=False, sort=True):
         base = group[group[axis] == baseline]

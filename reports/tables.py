@@ -249,8 +249,8 @@ def pooled(bench: pd.DataFrame) -> pd.DataFrame:
 
 
 def wide(bench: pd.DataFrame, value: str, scale: float = 1.0) -> pd.DataFrame:
-    """``value`` for each machine/device/phase/batch (rows) and backend (columns)."""
-    frame = pooled(bench)
+    """``value`` for each machine/device/phase/batch (rows) and backend (columns); ``bench`` is pooled."""
+    frame = bench
     table = frame.pivot_table(
         index=["machine", "device", "phase", "batch"], columns="backend", values=value, aggfunc="median"
     )
@@ -259,8 +259,8 @@ def wide(bench: pd.DataFrame, value: str, scale: float = 1.0) -> pd.DataFrame:
 
 
 def setup_table(bench: pd.DataFrame) -> pd.DataFrame:
-    """Compile/export time and the first call against a steady-state call, per benchmark."""
-    frame = pooled(bench)
+    """Compile/export time and the first call against a steady-state call, per pooled benchmark."""
+    frame = bench
     table = frame[
         [
             "machine",

@@ -13,12 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
-from reports.load import load_results
-from reports.model import ReportData, report_data
+from reports.model import ReportData
 from reports.numbers import interval, sig, times
 from reports.records import FAILING, first_line, reproduce_command, skipped_capability
 from reports.stats import BASELINE_BACKEND
@@ -273,14 +271,13 @@ def verdict_line(verdict: Verdict) -> str:
     return "; ".join(parts)
 
 
-def end_of_run_lines(inputs: Sequence[str | Path], backends: Sequence[str] = ()) -> list[str]:
+def end_of_run_lines(data: ReportData | None, backends: Sequence[str] = ()) -> list[str]:
     """The verdict lines that end ``netharness run``: one per backend, in ``backends`` order.
 
-    ``inputs`` are the run's results files (conformance JSONL, benchmark JSON). A backend in
+    ``data`` is the run's report data (None when the run left no results file). A backend in
     ``backends`` with no record at all still gets its line ('no conformance results').
     """
-    present = [path for path in inputs if Path(path).exists()]
-    found = verdicts(report_data(load_results(present))) if present else []
+    found = verdicts(data) if data is not None else []
     rank = {name: index for index, name in enumerate(backends)}
     found.sort(key=lambda verdict: (rank.get(verdict.backend, len(rank)), verdict.backend, verdict.machine))
     missing = [name for name in backends if name not in {verdict.backend for verdict in found}]

@@ -316,8 +316,8 @@ def tick_labels(svg: str) -> list[list[str]]:
 def test_every_plot_axis_has_tick_labels_and_every_value_axis_several(inputs: list[Path]) -> None:
     data = report_data(load_results([*inputs, SIX[1]]))
     figures = {
-        "latency": plots.latency_svg(data.bench),
-        "throughput": plots.throughput_svg(data.bench),
+        "latency": plots.latency_svg(data.pooled),
+        "throughput": plots.throughput_svg(data.pooled),
         "headroom": plots.headroom_svg(data.conf),
     }
     for name, svg in figures.items():
@@ -378,7 +378,9 @@ def test_two_machines_show_the_same_check_and_the_same_benchmark_side_by_side(tm
 
 
 def test_end_of_run_lines_give_each_backend_its_verdict_in_the_order_asked() -> None:
-    lines = end_of_run_lines(SIX, ["eager", "onnx", "numpy", "compile", "tvm", "mlx", "absent"])
+    lines = end_of_run_lines(
+        report_data(load_results(SIX)), ["eager", "onnx", "numpy", "compile", "tvm", "mlx", "absent"]
+    )
     assert [line.split(":")[0].strip() for line in lines] == ["eager", "onnx", "numpy", "compile", "tvm", "mlx"] + [
         "absent"
     ]

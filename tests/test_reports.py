@@ -25,7 +25,7 @@ from harness.commands.cli import main
 from reports import atomic
 from reports.load import load_results
 from reports.stats import BOOTSTRAP_SEED, speedup_frame, speedup_interval
-from reports.tables import CONFORMANCE_COLUMNS, RESULTS_COLUMNS, benchmark_frame
+from reports.tables import CONFORMANCE_COLUMNS, RESULTS_COLUMNS, benchmark_frame, pooled
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reports"
 BENCH_VM1 = FIXTURES / "bench_vm1.json"
@@ -108,7 +108,7 @@ def test_conformance_csv_has_outcome_errors_headroom_and_reasons(full: Path) -> 
 
 
 def test_twice_as_slow_as_eager_is_a_speedup_of_one_half_with_a_narrow_interval() -> None:
-    speedups = speedup_frame(benchmark_frame(load_results([BENCH_VM1])))
+    speedups = speedup_frame(pooled(benchmark_frame(load_results([BENCH_VM1]))))
     assert len(speedups) == 8  # compile and numpy at 2 phases x 2 batches
     for row in speedups[speedups.backend == "numpy"].itertuples():
         assert row.speedup == pytest.approx(0.5)

@@ -127,14 +127,13 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
             )
         total = 2 * len(selected) + 1
         print(f"netharness [{total}/{total}] report", flush=True)
-        from reports.commands import cmd_report
-
-        inputs = [str(p) for p in (conformance, out / "benchmarks.json") if p.exists()]
-        cmd_report(argparse.Namespace(results=inputs, out=str(out)))
+        from reports.commands import report_from
         from reports.verdicts import end_of_run_lines
 
+        inputs = [p for p in (conformance, out / "benchmarks.json") if p.exists()]
+        data = report_from(inputs, out)
         print("netharness: verdict", flush=True)
-        for line in end_of_run_lines([conformance, out / "benchmarks.json"], selected):
+        for line in end_of_run_lines(data, selected):
             print(f"  {line}", flush=True)
         if had_previous:
             if status == 0 or (status == 1 and not interrupted):
