@@ -139,7 +139,7 @@ class OnnxModel:
             source = model_bytes if model_bytes is not None else str(self.path)
             self.session = ort.InferenceSession(source, options, providers=providers)
         except Exception as exc:
-            raise PluginError(f"onnxruntime cannot load model file {self.path}: {_first_line(exc)}") from exc
+            raise PluginError(f"onnxruntime cannot load model file {self.path}: {_one_line(exc)}") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -148,7 +148,7 @@ class OnnxModel:
         try:
             return self.session.run(outputs, feeds)  # type: ignore[no-any-return]
         except Exception as exc:  # onnxruntime's errors have no common base but Exception
-            raise SpecError(f"model file {self.path} rejected the input: {_first_line(exc)}") from exc
+            raise SpecError(f"model file {self.path} rejected the input: {_one_line(exc)}") from exc
 
 
 def _check_model_file(path: Path) -> None:
@@ -159,10 +159,10 @@ def _check_model_file(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:  # the checker raises parse, IO and validation errors alike
-        raise PluginError(f"model file {path} is not a valid ONNX model: {_first_line(exc)}") from exc
+        raise PluginError(f"model file {path} is not a valid ONNX model: {_one_line(exc)}") from exc
 
 
-def _first_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())  # onnxruntime spreads one message over several lines
     return text or type(exc).__name__
 
@@ -241,7 +241,7 @@ def export_model(spec: NetSpec, params: dict[str, np.ndarray], dtype: str, path:
         raise
     except Exception as exc:
         raise PluginError(
-            f"exporting {spec.describe()} ({dtype}, {kind}) to {path} failed: {_first_line(exc)}"
+            f"exporting {spec.describe()} ({dtype}, {kind}) to {path} failed: {_one_line(exc)}"
         ) from exc
     return time.perf_counter() - start
 
@@ -395,7 +395,7 @@ class PreparedOnnxModel:
         try:
             self.model.session.run_with_iobinding(self.binding)
         except Exception as exc:
-            raise SpecError(f"model file {self.model.path} rejected the input: {_first_line(exc)}") from exc
+            raise SpecError(f"model file {self.model.path} rejected the input: {_one_line(exc)}") from exc
         return self.binding.copy_outputs_to_cpu()[0]  # type: ignore[no-any-return]
 
     def parameters(self) -> dict[str, np.ndarray]:

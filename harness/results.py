@@ -1,8 +1,12 @@
-"""The conformance results file: one JSON line per backend x check x config.
+"""The conformance results file, and the one place that defines, writes and reads its records.
 
-Each record is written and flushed as soon as its test finishes, so an interrupted run
-keeps everything that already finished. The first line describes the run; a run that did
-not reach its end has no ``run_end`` line, which readers report as partial.
+One JSON line per record. The kinds: ``run_start`` (the first line: seed, device, backends,
+machine, commit), ``started`` (a test is about to run, on disk before it does, so a crash
+names it), ``check`` (one backend x check x config, :class:`CheckRecord`), ``child_end`` (a
+supervised pytest process ended cleanly) and ``run_end`` (the run is complete). Each record is
+written and flushed as soon as its test finishes, so an interrupted run keeps everything that
+already finished; a run that did not reach its end has no ``run_end`` line, which readers
+report as partial. Every other module writes and reads through this one.
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ class CheckRecord:
         return record
 
 
+def run_end_record(**info: Any) -> dict[str, Any]:
+    """The record that closes a complete run; a file without one is read as partial."""
+    return {"kind": "run_end", "time": time.time(), **info}
+
+
 def run_start_record(**info: Any) -> dict[str, Any]:
     return {"kind": "run_start", "schema": SCHEMA, "time": time.time(), "machine": machine_info(), **info}
 
@@ -129,7 +138,11 @@ class ResultsWriter:
         self.write(run_start_record(**info))
 
     def finish(self, **info: Any) -> None:
-        self.write({"kind": "child_end" if self.supervised else "run_end", "time": time.time(), **info})
+        """The process's last record: ``child_end`` under a supervisor (which writes ``run_end``), else ``run_end``."""
+        if self.supervised:
+            self.write({"kind": "child_end", "time": time.time(), **info})
+        else:
+            self.write(run_end_record(**info))
         self.close()
 
     def close(self) -> None:
@@ -144,20 +157,37 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def first_line(text: str, default: str = "") -> str:
+    """The first non-blank line of ``text``, stripped and at most 500 characters (``default`` if none)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), default)[:500]
+
+
 def read_records(path: Path, offset: int = 0) -> list[dict[str, Any]]:
     """The complete JSON lines written after byte ``offset`` (a torn last line is left out)."""
+    return read_new_records(path, offset)[0]
+
+
+def read_new_records(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The complete records written after byte ``offset``, and the offset after the last of them.
+
+    A line still being written (no newline yet) is left for the next read; a line that is
+    not a JSON object is skipped.
+    """
     if not path.exists():
-        return []
+        return [], offset
     with path.open("rb") as file:
         file.seek(offset)
         data = file.read()
+    complete = data[: data.rfind(b"\n") + 1]
     records = []
-    for line in data.split(b"\n")[:-1]:
+    for line in complete.split(b"\n")[:-1]:
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
-    return records
+        if isinstance(record, dict):
+            records.append(record)
+    return records, offset + len(complete)
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:

@@ -138,7 +138,7 @@ def load_file(path: Path) -> BenchmarkFile | ConformanceFile:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        first = _first_line(text)
+        first = _first_line_as_json(text)
         if isinstance(first, dict) and first.get("kind") == "run_start":
             return _conformance_lines(path, text)
         if first is not None:  # JSON lines, but not ours
@@ -153,7 +153,7 @@ def load_file(path: Path) -> BenchmarkFile | ConformanceFile:
     raise _foreign(path)
 
 
-def _first_line(text: str) -> Any:
+def _first_line_as_json(text: str) -> Any:
     """The first line parsed as JSON, or None when it is not valid JSON on its own."""
     try:
         return json.loads(text.lstrip().split("\n", 1)[0])

@@ -26,7 +26,10 @@ MAX_FAILURES = 15
 MAX_REASON = 120
 MAX_PARTIAL_LINES = 3
 MAX_NOTES = 5
-PHASES = (("forward", f"forward vs eager @{SUMMARY_BATCH}"), ("train_step", f"train step vs eager @{SUMMARY_BATCH}"))
+SPEED_COLUMNS = (
+    ("forward", f"forward vs eager @{SUMMARY_BATCH}"),
+    ("train_step", f"train step vs eager @{SUMMARY_BATCH}"),
+)
 UNSTABLE = "⚠"
 
 
@@ -70,7 +73,14 @@ def _backend_table(data: ReportData, found: list[Verdict]) -> list[str]:
     by_backend: dict[str, list[Verdict]] = {}
     for verdict in found:
         by_backend.setdefault(verdict.backend, []).append(verdict)
-    header = ["backend", *outcomes, "under override", *(title for _, title in PHASES), "worst headroom", "verdict"]
+    header = [
+        "backend",
+        *outcomes,
+        "under override",
+        *(title for _, title in SPEED_COLUMNS),
+        "worst headroom",
+        "verdict",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for backend in backends:
         if backend in counts.index:
@@ -79,7 +89,7 @@ def _backend_table(data: ReportData, found: list[Verdict]) -> list[str]:
             cells = ["—"] * len(outcomes)
         mine = by_backend.get(backend, [])
         cells.append(str(sum(verdict.overrides for verdict in mine)))
-        cells += [_speed(data, backend, phase) for phase, _ in PHASES]
+        cells += [_speed(data, backend, phase) for phase, _ in SPEED_COLUMNS]
         cells.append(_headroom(mine))
         cells.append("; ".join(_status(verdict) for verdict in mine) or "—")
         lines.append("| " + " | ".join([markdown_text(backend), *cells]) + " |")

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 import re
-import shlex
 from typing import Any
 
 import pandas as pd
 
+from harness.conformance.checker import reproduce_command
 from harness.conformance.tolerances import default_tolerance
+from harness.results import first_line
 
 FAILING = ("failed", "error", "crashed", "xpassed")
 KNOWN_DEVIATION = ("xfailed", "xpassed")
@@ -125,22 +126,17 @@ def split_ulps(conf: pd.DataFrame) -> pd.DataFrame:
     return conf
 
 
-def first_line(reason: str) -> str:
+def failure_summary(reason: str) -> str:
     """The first line of a failure message, without its reproduce command."""
-    line = reason.strip().split("\n", 1)[0] if reason.strip() else ""
+    line = first_line(reason)
     return _REPRODUCE.sub("", line).rstrip(" ;,") or line
 
 
-def reproduce_command(reason: str, test_id: str, backend: str, device: str, seed: Any) -> str:
-    """The command the message gives after 'reproduce:', or one built from the record."""
+def reproduce_from_record(reason: str, test_id: str, backend: str, device: str, seed: Any) -> str:
+    """The command the message gives after 'reproduce:', or the one the harness builds from the record."""
     found = _REPRODUCE.search(reason)
     if found:
         return found.group(1).split("\n", 1)[0].strip()
     if not test_id:
         return ""
-    options = [f"--backend={backend}"]
-    if device:
-        options.append(f"--device={device}")
-    if seed is not None and not pd.isna(seed):
-        options.append(f"--seed={int(seed)}")
-    return " ".join(["pytest", shlex.quote(test_id), *(shlex.quote(option) for option in options)])
+    return reproduce_command(test_id, backend, device, None if seed is None or pd.isna(seed) else int(seed))

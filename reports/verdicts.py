@@ -18,7 +18,7 @@ import pandas as pd
 
 from reports.model import ReportData
 from reports.numbers import interval, sig, times
-from reports.records import FAILING, first_line, reproduce_command, skipped_capability
+from reports.records import FAILING, failure_summary, reproduce_from_record, skipped_capability
 from reports.stats import BASELINE_BACKEND
 
 VERDICT_BATCH = 64
@@ -219,7 +219,7 @@ def failures(conf: pd.DataFrame) -> list[Failure]:
     found = []
     for r in bad.itertuples():
         reason = str(r.reason)
-        message = first_line(reason)
+        message = failure_summary(reason)
         if r.outcome == "xpassed":
             message = f"passed, but the backend declares it a known deviation (strict xfail): {message}".rstrip(": ")
         found.append(
@@ -230,7 +230,7 @@ def failures(conf: pd.DataFrame) -> list[Failure]:
                 config=str(r.config),
                 outcome=str(r.outcome),
                 message=message or "(no message recorded)",
-                reproduce=reproduce_command(reason, str(r.test_id), str(r.backend), str(r.device), r.seed),
+                reproduce=reproduce_from_record(reason, str(r.test_id), str(r.backend), str(r.device), r.seed),
             )
         )
     return found

@@ -25,9 +25,9 @@ import pytest
 
 from harness import NetSpec, oracle
 from harness.bench.fastpath import BENCH_LOSS, BENCH_LR, Runner, prepare_runner
-from harness.bench.fastpath import PHASES as BENCH_PHASES
 from harness.bench.machine import CUDA_PEAK_METHOD, cpu_peak_method, cuda_peak_gflops, load_average, thread_count
 from harness.bench.memory import peak_memory
+from harness.contract.backend import PHASES as BENCH_PHASES
 from harness.contract.backend import Backend, Capability, supports
 from harness.net.testdata import as_float64, random_images, random_params, random_target
 from harness.pytest_plugin import machine_peak_gflops

@@ -19,7 +19,6 @@ import numpy as np
 from harness.contract.backend import Backend, Capability, supports
 from harness.net.spec import NetSpec
 
-PHASES = ("forward", "train_step")
 BENCH_LOSS = "cross_entropy"
 BENCH_LR = 1e-3
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.bench.fastpath import BENCH_LOSS, BENCH_LR, PHASES, ContractPath, fast_path_adapters
-from harness.contract.backend import Backend, Capability, supports
+from harness.bench.fastpath import BENCH_LOSS, BENCH_LR, ContractPath, fast_path_adapters
+from harness.contract.backend import PHASES, Backend, Capability, supports
 from harness.net.spec import NetSpec
 
 MEMORY_TIMEOUT_S = 600

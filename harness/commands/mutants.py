@@ -9,7 +9,6 @@ none, or the run says nothing about the suite.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from backends.mutants import MUTANTS, Mutant
+from harness import results
 from harness.conformance.locations import suites_dir
 from harness.contract.manager import BUILTIN_PLUGINS
 from harness.errors import HarnessError, UsageError
@@ -155,10 +155,8 @@ def summarize(records: Iterable[dict[str, Any]], mutants: Sequence[type[Mutant]]
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [record for record in map(json.loads, filter(str.strip, lines)) if record.get("kind") != "started"]
+    """Every record of the results file but the ``started`` marks."""
+    return [record for record in results.read_records(path) if record.get("kind") != "started"]
 
 
 def render(report: MutationReport) -> str:
@@ -258,15 +256,8 @@ class ProgressPrinter:
         self.mutants = {f"mutant-{m.defect}" for m in MUTANTS}
 
     def poll(self, progress: str) -> None:
-        if not self.results.exists():
-            return
-        with self.results.open("rb") as handle:
-            handle.seek(self.offset)
-            chunk = handle.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next poll
-        self.offset += len(complete)
-        for line in complete.decode("utf-8").splitlines():
-            record = json.loads(line)
+        records, self.offset = results.read_new_records(self.results, self.offset)
+        for record in records:
             backend, outcome = record.get("backend"), record.get("outcome")
             if outcome not in CAUGHT_OUTCOMES:
                 continue

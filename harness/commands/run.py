@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from harness.bench.machine import PEAK_ENV
 from harness.contract.devices import check_device
 from harness.contract.manager import load_backends
 from harness.errors import UsageError
-from harness.results import append_record, git_commit, run_start_record
+from harness.results import append_record, git_commit, run_end_record, run_start_record
 from harness.running.supervisor import EXIT_INTERRUPTED, StepOutcome, run_step, terminate_as_interrupt
 
 OUTPUTS = (
@@ -116,14 +115,12 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
         for path in (conformance, checks):
             append_record(
                 path,
-                {
-                    "kind": "run_end",
-                    "time": time.time(),
-                    "exitstatus": status,
-                    "interrupted": interrupted,
-                    "crashed": [t for *_, o in steps for t in o.crashed],
-                    "problems": problems,
-                },
+                run_end_record(
+                    exitstatus=status,
+                    interrupted=interrupted,
+                    crashed=[t for *_, o in steps for t in o.crashed],
+                    problems=problems,
+                ),
             )
         total = 2 * len(selected) + 1
         print(f"netharness [{total}/{total}] report", flush=True)

@@ -6,6 +6,7 @@ and a failure ends with the command that reproduces it.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,22 @@ class Checker:
         raise ConformanceError(f"{message}\n  reproduce: {self.reproduce()}")
 
     def reproduce(self) -> str:
-        return reproduce_command(self.request.node.nodeid, self.backend_name, self.state, self.request.node.path)
+        node = self.request.node
+        return reproduce_command(node.nodeid, self.backend_name, self.state.device, self.state.seed, node.path)
 
 
-def reproduce_command(nodeid: str, backend: str, state: Any, path: Any = None) -> str:
-    """The command that reruns one test; the installed suite is named by module when run from elsewhere."""
-    options = f"--backend={backend} --device={state.device} --seed={state.seed}"
+def reproduce_command(nodeid: str, backend: str, device: str | None, seed: int | None, path: Any = None) -> str:
+    """The command that reruns one test (the one form, quoted for a POSIX shell).
+
+    The installed suite is named by module when the test ran from elsewhere; a missing
+    device or seed is left out, so the suite's default applies.
+    """
+    options = [f"--backend={backend}"]
+    if device:
+        options.append(f"--device={device}")
+    if seed is not None:
+        options.append(f"--seed={int(seed)}")
+    quoted = " ".join(shlex.quote(option) for option in options)
     if path is not None and not nodeid.startswith("suites/"):
         from harness.conformance.locations import SUITES_PACKAGE, suites_dir
 
@@ -83,5 +94,5 @@ def reproduce_command(nodeid: str, backend: str, state: Any, path: Any = None) -
             inside = False
         if inside:
             test = nodeid.partition("::")[2]
-            return f"pytest --pyargs '{SUITES_PACKAGE}.{Path(path).stem}::{test}' {options}"
-    return f"pytest '{nodeid}' {options}"
+            return f"pytest --pyargs {shlex.quote(f'{SUITES_PACKAGE}.{Path(path).stem}::{test}')} {quoted}"
+    return f"pytest {shlex.quote(nodeid)} {quoted}"

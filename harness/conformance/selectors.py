@@ -14,14 +14,12 @@ from typing import Any
 
 from harness.conformance.catalogue import CHECKS, unknown_check_message
 from harness.conformance.tolerances import Tolerance
-from harness.contract.backend import KnownDeviation, ToleranceOverride
+from harness.contract.backend import PHASES, KnownDeviation, ToleranceOverride
 from harness.contract.devices import DEVICES
 from harness.errors import PluginError
 from harness.net.precision import PRECISIONS
 from harness.net.spec import ACTIVATIONS, LOSSES, NetSpec
 from harness.net.variants import SEED, SPEC_VARIANTS, variant_name
-
-PHASES = ("forward", "train_step")
 
 SELECTOR_VALUES: dict[str, tuple[Any, ...] | None] = {
     "dtype": tuple(PRECISIONS),  # every precision a backend may declare, not only the storage dtypes

@@ -37,9 +37,9 @@ class Tolerance:
         return f"rtol={self.rtol:.3g}, atol={self.atol:.3g}*max|expected| ({self.reason})"
 
 
-FORWARD = ("forward_values", "intermediate_values", "prepared_forward")
-BACKWARD = ("gradients", "maxpool_tie_subgradient", "relu_subgradient_at_zero")
-LOSSES = ("loss_values", "cross_entropy_stability")
+FORWARD_CHECKS = ("forward_values", "intermediate_values", "prepared_forward")
+BACKWARD_CHECKS = ("gradients", "maxpool_tie_subgradient", "relu_subgradient_at_zero")
+LOSS_CHECKS = ("loss_values", "cross_entropy_stability")
 DEFAULT_BATCH = 8
 """The batch the bounds assume where a check's configuration names none (the suite's largest below 64)."""
 
@@ -52,9 +52,9 @@ FIXED: dict[tuple[str, str], Tolerance] = {
 def derived_bound(check: str, dtype: str, spec: NetSpec, batch: int) -> float:
     """The relative error bound of ``check`` in precision ``dtype``, before the safety factor."""
     p = PRECISIONS[dtype]
-    if check in BACKWARD or check == "gradient_finite_differences":
+    if check in BACKWARD_CHECKS or check == "gradient_finite_differences":
         return backward_bound(spec, p, batch)
-    if check in LOSSES:
+    if check in LOSS_CHECKS:
         return forward_bound(spec, p) + gamma(batch * spec.num_classes, p.accumulate_roundoff) + p.unit_roundoff
     # forward checks, and the new parameters of a training step: p - lr * g is stored once
     # more, and at the suite's learning rates lr * |g| stays below |p| / 10, so the

@@ -80,6 +80,9 @@ from typing import Any, Protocol, runtime_checkable
 from harness.errors import PluginError
 from harness.net.precision import PRECISIONS
 
+PHASES = ("forward", "train_step")
+"""What a prepared fast path does, timed and checked: ``forward`` and ``train_step`` (see ``prepare``)."""
+
 
 class Capability(enum.StrEnum):
     """What a backend can do. The conformance suite checks exactly what is declared."""

@@ -291,7 +291,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if "reproduce: " in str(longrepr):
         return report
     backend = item.callspec.params["backend"]  # type: ignore[attr-defined]
-    command = reproduce_command(item.nodeid, backend, harness_state(item.config), item.path)
+    state = harness_state(item.config)
+    command = reproduce_command(item.nodeid, backend, state.device, state.seed, item.path)
     if hasattr(longrepr, "addsection"):
         longrepr.addsection("reproduce", command)
     else:

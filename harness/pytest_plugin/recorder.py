@@ -15,7 +15,7 @@ import pytest
 
 from harness.conformance.catalogue import CHECKS
 from harness.pytest_plugin.state import harness_state
-from harness.results import META, RAN, CheckRecord, Measurement
+from harness.results import META, RAN, CheckRecord, Measurement, first_line
 
 
 class ResultsRecorder:
@@ -41,7 +41,7 @@ class ResultsRecorder:
         if meta is None and report.failed and "crashed" in str(report.longrepr):
             meta = self._meta_of_crash(report.nodeid)
             if meta is not None:
-                self._write(report, meta, "crashed", _first_line(str(report.longrepr)), [])
+                self._write(report, meta, "crashed", first_line(str(report.longrepr), "the process died"), [])
             return
         if meta is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
             return
@@ -112,7 +112,3 @@ def reason_of(report: pytest.TestReport) -> str:
         errors = [line for line in text if line.startswith("E ")]
         return (errors[0][1:].strip() if errors else (text[-1] if text else ""))[:500]
     return ""
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "the process died")[:500]
