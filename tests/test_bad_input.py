@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, builtins_but
+from tests.helpers import ROOT, builtins_but
 
 NETHARNESS = Path(sys.executable).with_name("netharness")
 SHAPES = ROOT / "suites" / "test_forward_shapes.py"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.contract.manager import BUILTIN_PLUGINS
-from tests.conftest import ROOT, builtins_but
+from tests.helpers import ROOT, builtins_but
 
 BENCH = ROOT / "suites" / "bench_net.py"
 EXTRA_KEYS = {

@@ -7,7 +7,7 @@ import pytest
 from harness.commands.cli import main
 from harness.conformance.catalogue import CHECKS, suite_configurations
 from harness.conformance.tolerances import default_tolerance
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_every_suite_check_is_in_the_catalogue_and_every_catalogued_check_runs() -> None:

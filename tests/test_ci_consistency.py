@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CI_RUN = (ROOT / ".ci" / "run").read_text()
 WORKFLOW = (ROOT / ".github" / "workflows" / "conformance.yml").read_text()

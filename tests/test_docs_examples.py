@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, builtins_but, install_plugin
+from tests.helpers import ROOT, builtins_but, install_plugin
 
 GUIDE = ROOT / "docs" / "writing-a-backend.md"
 EXAMPLE = ROOT / "docs" / "example-eager-variant"

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, builtins_but, install_plugin
+from tests.helpers import ROOT, builtins_but, install_plugin
 
 # The module fixture runs five pytest subprocesses at once: give it room on a busy machine.
 pytestmark = pytest.mark.timeout(900)

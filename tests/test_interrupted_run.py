@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, builtins_but
+from tests.helpers import ROOT, builtins_but
 
 NETHARNESS = Path(sys.executable).with_name("netharness")
 ENOUGH_CHECKS = 10

@@ -11,7 +11,7 @@ import pytest
 from harness import Availability, Capability, hookimpl
 from harness.contract.manager import BackendRegistry, build_plugin_manager, collect_backends
 from harness.errors import PluginError
-from tests.conftest import install_plugin
+from tests.helpers import install_plugin
 
 
 class TinyBackend:

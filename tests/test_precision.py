@@ -14,7 +14,7 @@ from harness import NetSpec
 from harness.conformance.tolerances import default_tolerance
 from harness.net.bounds import backward_bound, forward_bound, forward_lengths
 from harness.net.precision import PRECISIONS, diagnose, gamma
-from tests.conftest import run_suite_with_only
+from tests.helpers import run_suite_with_only
 
 
 def with_float16(values: np.ndarray) -> np.ndarray:

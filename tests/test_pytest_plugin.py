@@ -9,7 +9,7 @@ import pytest
 
 from backends.eager import EagerBackend
 from harness.contract.manager import BUILTIN_PLUGINS
-from tests.conftest import EXAMPLE_BACKEND, ROOT, install_plugin
+from tests.helpers import EXAMPLE_BACKEND, ROOT, install_plugin
 
 SUITES = ROOT / "suites"
 SHAPES = SUITES / "test_forward_shapes.py"

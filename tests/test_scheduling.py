@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.pytest_plugin.scheduling import backend_of, group_of, network_of, scheduling_rank
-from tests.conftest import ROOT, builtins_but
+from tests.helpers import ROOT, builtins_but
 
 
 @pytest.mark.parametrize(

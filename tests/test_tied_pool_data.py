@@ -17,7 +17,7 @@ import pytest
 from harness import NetSpec, oracle
 from harness.net.testdata import as_float64, distinct_values_per_window, tied_pool_data
 from harness.net.variants import SPEC_VARIANTS
-from tests.conftest import run_suite_with_only
+from tests.helpers import run_suite_with_only
 
 SEED = 2026
 ORDERS = 4

@@ -19,7 +19,7 @@ import pytest
 
 from harness.contract.manager import BUILTIN_PLUGINS
 from harness.running.supervisor import run_step
-from tests.conftest import install_plugin
+from tests.helpers import install_plugin
 
 BUILTINS_OFF = ",".join(BUILTIN_PLUGINS)
 

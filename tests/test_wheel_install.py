@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE_BACKEND, ROOT, builtins_but
+from tests.helpers import EXAMPLE_BACKEND, ROOT, builtins_but
 
 
 @pytest.fixture(scope="module")

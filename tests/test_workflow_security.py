@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 # `uses: owner/repo[/path]@<ref>  # <comment>`, as a step key or a reusable-workflow job key.
