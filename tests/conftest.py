@@ -6,6 +6,15 @@ from pathlib import Path
 
 import pytest
 
+try:
+    # pytester puts sys.modules back after each test, so a torch first imported inside one
+    # would be imported again in the next, which its C extension does not survive (a
+    # SystemError or a segfault, depending on which test comes second). Imported here, it
+    # is in every snapshot.
+    import torch  # noqa: F401
+except ImportError:
+    pass
+
 
 @pytest.fixture(autouse=True)
 def not_an_xdist_worker_to_children(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,9 +20,10 @@ import pytest
 from harness.childprocess import SKIP_FROM_OPTION, honour_stop_requests
 from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS
 from harness.conformance.checker import Checker, reproduce_command
+from harness.conformance.compare import ConformanceError
 from harness.conformance.selectors import configuration
 from harness.contract.backend import Backend, Capability, supports
-from harness.pytest_plugin import isolation
+from harness.pytest_plugin import isolation, outcomes
 from harness.pytest_plugin.recorder import ResultsRecorder
 from harness.pytest_plugin.state import DEFAULT_RESULTS, STATE_KEY, harness_state
 from harness.results import META
@@ -268,6 +269,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     saved = isolation.snapshot()
     try:
         result = yield
+    except BaseException as error:
+        _fail_on_backend_control_flow(item, error)
+        raise
     finally:
         changed = isolation.restore(saved)
     if changed:
@@ -278,6 +282,28 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             pytrace=False,
         )
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """Backend code run by a fixture (its availability, say) cannot skip the test either."""
+    if not any(key == META for key, _ in item.user_properties):
+        return (yield)
+    try:
+        return (yield)
+    except BaseException as error:
+        _fail_on_backend_control_flow(item, error)
+        raise
+
+
+def _fail_on_backend_control_flow(item: pytest.Item, error: BaseException) -> None:
+    """Turn a skip, xfail or exit that backend code raised into a failure (:mod:`.outcomes`)."""
+    if not outcomes.is_control_flow(error):
+        return
+    where = outcomes.raised_by_backend(error, item.path.parent)
+    if where:
+        backend = item.callspec.params["backend"]  # type: ignore[attr-defined]
+        raise ConformanceError(outcomes.as_failure(error, where, backend)) from None
 
 
 @pytest.hookimpl(wrapper=True)
