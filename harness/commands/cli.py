@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", default=0, type=_non_negative_int, metavar="INT", help="seed (default: 0)")
     run.add_argument("--quick", action="store_true", help="a short smoke run")
     run.add_argument("--strict-backends", action="store_true", help="fail on unavailable backends")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder that holds no netharness run; its files are never replaced"
+        " (default: refuse)",
+    )
     run.set_defaults(func=cmd_run)
 
     mutants = sub.add_parser("mutants", help="run the suite on planted-bug variants of eager; all must be caught")

@@ -10,74 +10,22 @@ stale complete report.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import functools
 import json
-import os
 import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from harness.bench.machine import PEAK_ENV
+from harness.commands import outdir
 from harness.contract.devices import check_device
 from harness.contract.manager import load_backends
 from harness.errors import UsageError
 from harness.results import append_record, git_commit, run_end_record, run_start_record
 from harness.running.supervisor import EXIT_INTERRUPTED, StepOutcome, run_step, terminate_as_interrupt
 
-OUTPUTS = (
-    "conformance.jsonl",
-    "benchmarks.json",
-    "benchmark-checks.jsonl",
-    "results.csv",
-    "conformance.csv",
-    "report.html",
-    "summary.md",
-    "artifacts",
-    "plots",
-)
-PREVIOUS = "previous"
-LOCK = ".netharness.lock"
 Steps = list[tuple[str, str, StepOutcome]]
 """(title, backend, outcome) of each step that ran, in order."""
-
-
-@contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold ``out``'s lock for the run; a second run into the same folder fails at once."""
-    handle = (out / LOCK).open("a+", encoding="utf-8")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise UsageError(
-            f"{out} is in use by another netharness run ({holder}); wait for it or pass another --out"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}")
-    handle.flush()
-    try:
-        yield
-    finally:
-        handle.close()
-
-
-def move_aside_previous(out: Path) -> bool:
-    """Move the last run's outputs to ``out/previous`` (replacing an older one); True if there were any."""
-    present = [out / name for name in OUTPUTS if (out / name).exists()]
-    if not present:
-        return False
-    previous = out / PREVIOUS
-    shutil.rmtree(previous, ignore_errors=True)
-    previous.mkdir()
-    for path in present:
-        path.rename(previous / path.name)
-    return True
 
 
 def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
@@ -89,8 +37,9 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
         causes = "; ".join(str(f) for f in registry.failures)
         raise UsageError(f"no backend to run: every selected plugin failed to load: {causes}")
     check_device(args.device)
-    with output_lock(out), terminate_as_interrupt():
-        had_previous = move_aside_previous(out)
+    outdir.claim(out, force=getattr(args, "force", False))
+    with outdir.output_lock(out), terminate_as_interrupt():
+        had_previous = outdir.set_aside_last_report(out)
         conformance, checks = out / "conformance.jsonl", out / "benchmark-checks.jsonl"
         describe = {n: {"version": registry.backends[n].version} for n in selected}
         for path in (conformance, checks):
@@ -104,7 +53,7 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
                     commit=git_commit(),
                 ),
             )
-        parts = out / ".parts"
+        parts = out / outdir.PARTS
         shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir()
         steps, interrupted = run_steps(args, selected, suites, out, parts)
@@ -132,11 +81,12 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
         print("netharness: verdict", flush=True)
         for line in end_of_run_lines(data, selected):
             print(f"  {line}", flush=True)
+        outdir.finish(out, complete=not interrupted)
         if had_previous:
-            if status == 0 or (status == 1 and not interrupted):
-                shutil.rmtree(out / PREVIOUS, ignore_errors=True)
+            if not interrupted:
+                outdir.drop_previous(out)
             else:
-                print(f"netharness: the previous run's report is kept in {out / PREVIOUS}", flush=True)
+                print(f"netharness: the last complete report is kept in {out / outdir.PREVIOUS}", flush=True)
         print(f"netharness: {out / 'summary.md'}\nnetharness: {out / 'report.html'}", flush=True)
         return status
 
