@@ -15,7 +15,6 @@ start and end of the benchmark (``load_start``, ``load_end``).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from harness import NetSpec, oracle
 from harness.bench.fastpath import BENCH_LOSS, BENCH_LR, Runner, prepare_runner
 from harness.bench.machine import CUDA_PEAK_METHOD, cpu_peak_method, cuda_peak_gflops, load_average, thread_count
 from harness.bench.memory import peak_memory
+from harness.bench.settings import bench_precisions, bench_seconds
 from harness.contract.backend import PHASES as BENCH_PHASES
 from harness.contract.backend import Backend, Capability, supports
 from harness.net.testdata import as_float64, random_images, random_params, random_target
@@ -34,12 +34,11 @@ from harness.pytest_plugin import machine_peak_gflops
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 64, 256)]
 PHASES = [pytest.param(p, id=p) for p in BENCH_PHASES]
-PRECISIONS_ENV = "NETHARNESS_BENCH_PRECISIONS"
-BENCH_PRECISIONS = os.environ.get(PRECISIONS_ENV, "float32,bfloat16,float16,tf32").split(",")
-"""Precisions timed (where a backend declares them), so reduced precision's speed sits beside float32's;
-float64 is never timed. ``netharness run --quick`` times float32 and bfloat16."""
-DTYPES = [pytest.param(p.strip(), id=p.strip()) for p in BENCH_PRECISIONS if p.strip()]
-TARGET_SECONDS = float(os.environ.get("NETHARNESS_BENCH_SECONDS", "1.0"))
+DTYPES = [pytest.param(p, id=p) for p in bench_precisions()]
+"""Precisions timed (where a backend declares them; ``$NETHARNESS_BENCH_PRECISIONS``), so reduced
+precision's speed sits beside float32's; float64 is never timed. ``netharness run --quick`` times
+float32 and bfloat16."""
+TARGET_SECONDS = bench_seconds()
 """Steady-state time aimed for per benchmark; rounds = TARGET_SECONDS / first-call estimate, within [5, 200]."""
 
 _RUNNERS: dict[tuple[str, int, str, str], tuple[Runner, dict[str, np.ndarray], np.ndarray, np.ndarray]] = {}

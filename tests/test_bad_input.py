@@ -59,7 +59,7 @@ CASES = [
         id="cli-run-unknown-backend",
     ),
     cli("run", "--device=tpu", fragment="argument --device: invalid choice: 'tpu'", id="cli-run-device"),
-    cli("run", "--seed=-1", fragment="argument --seed: expected a non-negative integer, got '-1'", id="cli-run-seed"),
+    cli("run", "--seed=-1", fragment="argument --seed: an integer from 0 to 2**63 - 1, got '-1'", id="cli-run-seed"),
     cli("run", "--out", "/proc/x", fragment="cannot write to output directory /proc/x", id="cli-run-out-unwritable"),
     cli("report", "{tmp}/missing.jsonl", fragment="missing.jsonl does not exist", id="cli-report-missing"),
     cli("report", "{tmp}/malformed.json", fragment="malformed.json is not valid JSON", id="cli-report-malformed"),
@@ -91,7 +91,7 @@ CASES = [
     cli(
         "mutants",
         "--seed=x",
-        fragment="argument --seed: expected a non-negative integer, got 'x'",
+        fragment="argument --seed: an integer from 0 to 2**63 - 1, got 'x'",
         id="cli-mutants-seed",
         marks=pytest.mark.skipif(not HAS_MUTANTS, reason="netharness has no mutants subcommand yet"),
     ),
@@ -103,8 +103,12 @@ CASES = [
     pytest_option(
         "--device=tpu", fragment="unknown device 'tpu' for --device; valid devices: cpu, cuda", id="pytest-device"
     ),
-    pytest_option("--seed=-3", fragment="--seed must be a non-negative integer, got '-3'", id="pytest-seed-negative"),
-    pytest_option("--seed=abc", fragment="--seed must be a non-negative integer, got 'abc'", id="pytest-seed-text"),
+    pytest_option(
+        "--seed=-3", fragment="--seed must be an integer from 0 to 2**63 - 1, got '-3'", id="pytest-seed-negative"
+    ),
+    pytest_option(
+        "--seed=abc", fragment="--seed must be an integer from 0 to 2**63 - 1, got 'abc'", id="pytest-seed-text"
+    ),
     pytest_option("--timeout=abc", fragment="argument --timeout: invalid float value: 'abc'", id="pytest-timeout"),
     pytest_option(
         "--backend=eager",
@@ -149,3 +153,52 @@ def test_bad_argument_is_one_line_and_a_non_zero_exit(
     else:  # the harness's own check: that one line is all
         assert [line for line in done.stderr.splitlines() if line.strip()] == lines, output
         assert fragment in lines[0], output
+
+
+ENVIRONMENT_ERRORS = [
+    # (variable, value, what the one line says)
+    ("NETHARNESS_PEAK_GFLOPS", "abc", "NETHARNESS_PEAK_GFLOPS='abc' is not a positive number of GFLOP/s"),
+    ("NETHARNESS_BENCH_SECONDS", "abc", "NETHARNESS_BENCH_SECONDS='abc' is not a positive number of seconds"),
+    ("NETHARNESS_BENCH_SECONDS", "-1", "NETHARNESS_BENCH_SECONDS='-1' is not a positive number of seconds"),
+    ("NETHARNESS_BENCH_PRECISIONS", "bogus", "NETHARNESS_BENCH_PRECISIONS='bogus' names 'bogus'; valid: float32"),
+    ("NETHARNESS_DISABLE_PLUGINS", "numpy", "is disabled by NETHARNESS_DISABLE_PLUGINS"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), ENVIRONMENT_ERRORS)
+def test_a_bad_environment_variable_is_one_line_naming_it(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    env = {**os.environ, "NETHARNESS_DISABLE_PLUGINS": builtins_but("numpy"), variable: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.commands.cli", "run", "--quick", "--backend=numpy", "--out", "r"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--seed", str(2**63)],
+        ["run", "--seed", "-1"],
+        ["mutants", "--seed", "1e3"],
+        ["fidelity", "--seconds", "inf"],
+        ["fidelity", "--seconds", "nan"],
+        ["fidelity", "--seconds", "-1"],
+    ],
+)
+def test_an_out_of_range_number_is_a_usage_error(argv: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.commands.cli", *argv], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_seed_too_large_for_the_generators_is_refused_by_the_pytest_option(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--backend=numpy", f"--seed={2**63}", "-p", "no:cacheprovider")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--seed must be an integer from 0 to 2**63 - 1*"])

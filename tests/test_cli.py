@@ -26,7 +26,7 @@ def test_backends_lists_capabilities_devices_and_dtypes(capsys: pytest.CaptureFi
     [
         (["bogus"], "invalid choice: 'bogus'"),
         ([], "required: COMMAND"),
-        (["run", "--seed", "-1"], "non-negative integer"),
+        (["run", "--seed", "-1"], "an integer from 0 to 2**63 - 1"),
         (["run", "--device", "tpu"], "invalid choice: 'tpu'"),
         (["run", "--out", "/proc/forbidden"], "cannot write to output directory /proc/forbidden"),
     ],

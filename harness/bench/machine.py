@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from harness.bench.fastpath import timed_once
+from harness.bench.settings import PEAK_ENV, peak_gflops_override
 
-PEAK_ENV = "NETHARNESS_PEAK_GFLOPS"
 """A CPU peak measured once for a whole run, passed to each process instead of re-measuring."""
 PEAK_TRIALS = 7
 
@@ -24,8 +24,9 @@ def measure_peak_gflops(size: int = 2048, repeats: int = PEAK_TRIALS) -> float:
     The best, not the median: load from other processes only ever slows a trial down.
     ``$NETHARNESS_PEAK_GFLOPS`` (if set) is returned instead, so a run measures once.
     """
-    if os.environ.get(PEAK_ENV):
-        return float(os.environ[PEAK_ENV])
+    given = peak_gflops_override()
+    if given is not None:
+        return given
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
@@ -42,7 +43,7 @@ def measure_peak_gflops(size: int = 2048, repeats: int = PEAK_TRIALS) -> float:
 
 
 def cpu_peak_method(size: int = 2048, repeats: int = PEAK_TRIALS) -> str:
-    if os.environ.get(PEAK_ENV):
+    if peak_gflops_override() is not None:
         return f"${PEAK_ENV}, measured once for the run"
     return f"float32 matmul {size}x{size}x{size} (torch.mm, {thread_count()} threads), best of {repeats} trials"
 

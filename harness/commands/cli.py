@@ -7,6 +7,7 @@ non-zero; a bug still shows its traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -88,7 +89,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     --strict-backends) every backend ran; 130 when interrupted (SIGINT or SIGTERM); 2 for
     a usage error.
     """
+    from harness.bench.settings import check_environment
     from harness.commands.run import run_main_job
+
+    check_environment()
 
     return run_main_job(args, _writable_dir(args.out), _suites_dir())
 
@@ -139,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--backend", default="all", metavar="NAME[,NAME...]", help="backends to run (default: all)")
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default: cpu)")
-    run.add_argument("--seed", default=0, type=_non_negative_int, metavar="INT", help="seed (default: 0)")
+    run.add_argument("--seed", default=0, type=_seed, metavar="INT", help="seed, 0 to 2**63 - 1 (default: 0)")
     run.add_argument("--quick", action="store_true", help="a short smoke run")
     run.add_argument("--strict-backends", action="store_true", help="fail on unavailable backends")
     run.add_argument(
@@ -151,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     mutants = sub.add_parser("mutants", help="run the suite on planted-bug variants of eager; all must be caught")
-    mutants.add_argument("--seed", default=0, type=_non_negative_int, metavar="INT", help="seed (default: 0)")
+    mutants.add_argument("--seed", default=0, type=_seed, metavar="INT", help="seed, 0 to 2**63 - 1 (default: 0)")
     mutants.add_argument(
         "--quick",
         action="store_true",
@@ -169,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity.add_argument("--batch", default=64, type=_positive_int, metavar="N", help="batch size (default: 64)")
     fidelity.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default: cpu)")
     fidelity.add_argument("--trials", default=3, type=_positive_int, metavar="N", help="alternations (default: 3)")
-    fidelity.add_argument("--seconds", default=1.0, type=float, metavar="S", help="time per measurement (default: 1)")
+    fidelity.add_argument(
+        "--seconds", default=1.0, type=_seconds, metavar="S", help="time per measurement, positive (default: 1)"
+    )
     fidelity.set_defaults(func=cmd_fidelity)
     add_commands(sub)
     return parser
@@ -186,6 +192,25 @@ def _positive_int(value: str) -> int:
     number = _non_negative_int(value)
     if number == 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _seed(value: str) -> int:
+    from harness.contract.seeds import check_seed
+
+    try:
+        return check_seed(value)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--seed must be ")) from None
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {value!r}")
     return number
 
 

@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness.bench.machine import PEAK_ENV
+from harness.bench.settings import PEAK_ENV, PRECISIONS_ENV
 from harness.commands import outdir
 from harness.contract.devices import check_device
 from harness.contract.manager import load_backends
@@ -132,7 +132,7 @@ def run_steps(
                     step_env = {**env, "NETHARNESS_BENCH_SECONDS": "0.2" if args.quick else "1.0"}
                     step_env[PEAK_ENV] = peak_once()
                     if args.quick:
-                        step_env["NETHARNESS_BENCH_PRECISIONS"] = "float32,bfloat16"
+                        step_env[PRECISIONS_ENV] = "float32,bfloat16"
                 outcome = run_step(
                     [*pytest_args, *common, f"--backend={name}"],
                     results,

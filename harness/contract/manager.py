@@ -90,6 +90,8 @@ class BackendRegistry:
             elif name not in failed:
                 valid = ", ".join(["all", *self.names()])
                 causes = "".join(f"; {failure} (it may provide {name!r})" for failure in self.failures)
+                if name in disabled_from_env():
+                    causes += f"; the plugin {name!r} is disabled by {DISABLE_ENV}, which names it"
                 raise UsageError(f"unknown backend {name!r} for --backend; valid names: {valid}{causes}")
         if not chosen and not failed:
             raise UsageError("no backend is registered; install one (see docs/writing-a-backend.md)")

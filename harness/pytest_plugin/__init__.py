@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.bench.settings import check_environment
 from harness.childprocess import SKIP_FROM_OPTION, honour_stop_requests
 from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS
 from harness.conformance.checker import Checker, reproduce_command
 from harness.conformance.compare import ConformanceError
 from harness.conformance.selectors import configuration
 from harness.contract.backend import Backend, Capability, supports
+from harness.errors import UsageError
 from harness.pytest_plugin import isolation, outcomes
 from harness.pytest_plugin.recorder import ResultsRecorder
 from harness.pytest_plugin.state import DEFAULT_RESULTS, STATE_KEY, harness_state
@@ -87,6 +89,10 @@ def pytest_configure(config: pytest.Config) -> None:
         recorder = config.stash[RECORDER_KEY] = ResultsRecorder(config)
         config.pluginmanager.register(recorder, "netharness-results")
     if _options_given(config):
+        try:
+            check_environment()
+        except UsageError as error:
+            raise pytest.UsageError(str(error)) from None
         harness_state(config)  # a bad option is a usage error before anything runs
 
 

@@ -17,6 +17,7 @@ from harness.conformance.tolerances import Tolerance, default_tolerance
 from harness.contract.backend import Backend, KnownDeviation, ToleranceOverride
 from harness.contract.devices import check_device
 from harness.contract.manager import BackendRegistry, HarnessPluginManager, build_plugin_manager, collect_backends
+from harness.contract.seeds import check_seed
 from harness.errors import PluginError, UsageError
 from harness.results import ResultsWriter, git_commit
 
@@ -135,12 +136,9 @@ def parse_device(value: str) -> str:
 
 def parse_seed(value: str) -> int:
     try:
-        seed = int(value)
-    except ValueError:
-        raise pytest.UsageError(f"--seed must be a non-negative integer, got {value!r}") from None
-    if seed < 0:
-        raise pytest.UsageError(f"--seed must be a non-negative integer, got {value!r}")
-    return seed
+        return check_seed(value)
+    except UsageError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 STATE_KEY = pytest.StashKey[HarnessState]()

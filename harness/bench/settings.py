@@ -1,0 +1,68 @@
+"""The benchmarks' environment variables, each read and checked in one place.
+
+A value that does not parse is a one-line :class:`~harness.errors.UsageError` that names the
+variable and what it takes, raised before anything is timed (never a traceback, and never
+a run that quietly times nothing).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from harness.errors import UsageError
+from harness.net.precision import PRECISIONS
+
+PEAK_ENV = "NETHARNESS_PEAK_GFLOPS"
+SECONDS_ENV = "NETHARNESS_BENCH_SECONDS"
+PRECISIONS_ENV = "NETHARNESS_BENCH_PRECISIONS"
+DEFAULT_SECONDS = 1.0
+DEFAULT_PRECISIONS = ("float32", "bfloat16", "float16", "tf32")
+"""Timed where a backend declares them, so reduced precision's speed sits beside float32's; float64 is never timed."""
+TIMED_PRECISIONS = tuple(name for name in PRECISIONS if name != "float64")
+
+
+def _positive(name: str, unit: str) -> float | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{name}={text!r} is not a positive number of {unit}; set one (or unset it)")
+    return value
+
+
+def peak_gflops_override() -> float | None:
+    """``$NETHARNESS_PEAK_GFLOPS``: the machine's peak, measured once for a run and handed to its steps."""
+    return _positive(PEAK_ENV, "GFLOP/s")
+
+
+def bench_seconds() -> float:
+    """``$NETHARNESS_BENCH_SECONDS``: the steady-state time aimed for per benchmark (default 1 s)."""
+    value = _positive(SECONDS_ENV, "seconds")
+    return DEFAULT_SECONDS if value is None else value
+
+
+def bench_precisions() -> list[str]:
+    """``$NETHARNESS_BENCH_PRECISIONS``: the precisions timed, a comma list (default: every one but float64)."""
+    text = os.environ.get(PRECISIONS_ENV, "")
+    if not text.strip():
+        return list(DEFAULT_PRECISIONS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TIMED_PRECISIONS]
+    if unknown or not names:
+        raise UsageError(
+            f"{PRECISIONS_ENV}={text!r} names {', '.join(map(repr, unknown)) or 'no precision'};"
+            f" valid: {', '.join(TIMED_PRECISIONS)} (a comma list)"
+        )
+    return names
+
+
+def check_environment() -> None:
+    """Every variable above parses (called before a run or a benchmark session starts)."""
+    peak_gflops_override()
+    bench_seconds()
+    bench_precisions()
