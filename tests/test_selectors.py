@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from harness.conformance.tolerances import Tolerance
 from harness.errors import PluginError
 from harness.net.precision import PRECISIONS
 from harness.net.variants import SPEC_VARIANTS
+from tests.helpers import ROOT, builtins_but
 
 DEFAULT = Tolerance(rtol=1e-4, atol=2e-5)
 CONFIG = {"dtype": "float32", "device": "cpu", "variant": "seed", "activation": "relu", "batch": 7, "loss": "sse"}
@@ -80,3 +83,46 @@ def test_a_known_deviation_can_select_one_configuration() -> None:
     variant = configuration({"spec": SPEC_VARIANTS["32x32"], "dtype": "float64"}, "cpu")
     assert variant["variant"] == "32x32" and variant["activation"] == "relu"
     assert matches(KnownDeviation("forward_values", "r", select={"variant": "32x32"}), "forward_values", variant)
+
+
+MALFORMED_HOOKS = [
+    # (the hook's body, what the one-line usage error says)
+    ("raise RuntimeError('oops')", "plugin 'only_plugin': harness_known_deviations raised RuntimeError for backend"),
+    ("return KnownDeviation('forward_values', 'why')", "returned KnownDeviation(check='forward_values'"),
+    ("return [KnownDeviation('forward_values', 'why', select='dtype')]", "has select='dtype'; give a dict"),
+    ("return [KnownDeviation(['forward_values'], 'why')]", "check is ['forward_values']; give one check name"),
+    ("return [KnownDeviation('forward_values', None)]", "has reason None; give a string"),
+    ("return [ToleranceOverride('forward_values', 10**400, 0, 'huge')]", "must be a finite number >= 0"),
+    ("return [KnownDeviation('forward_values', 'why')] if backend.only_mine else []", "raised AttributeError"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), MALFORMED_HOOKS)
+def test_a_malformed_declaration_is_one_line_naming_the_plugin_that_made_it(
+    pytester: pytest.Pytester, fake_site: Path, monkeypatch: pytest.MonkeyPatch, body: str, message: str
+) -> None:
+    hook = "harness_tolerance_overrides" if "ToleranceOverride(" in body else "harness_known_deviations"
+    plugin = f"""
+        from harness import KnownDeviation, ToleranceOverride, hookimpl
+        from backends.numpy_backend import NumpyBackend
+
+        @hookimpl
+        def harness_backends():
+            return []
+
+        @hookimpl
+        def {hook}(backend):
+            {body}
+    """
+    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", builtins_but("numpy"))
+    from tests.helpers import install_plugin
+
+    install_plugin(fake_site, "only-plugin", "only_plugin", textwrap.dedent(plugin))
+    monkeypatch.setenv("PYTHONPATH", str(fake_site))
+    result = pytester.runpytest_subprocess(
+        str(ROOT / "suites" / "test_forward_values.py"), "--backend=numpy", "-p", "no:cacheprovider", "-q"
+    )
+    assert result.ret == 4, result.stdout.str() + result.stderr.str()
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and message in errors[0] and "only_plugin" in errors[0], result.stderr.str()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

@@ -32,9 +32,14 @@ def cmd_backends(args: argparse.Namespace) -> int:
     """List every backend with its availability, version, capabilities, devices and dtypes."""
     registry = load_backends()
     rows = []
+    broken = []
     for name, backend in registry.backends.items():
-        availability = backend.availability()
-        status = "available" if availability.available else f"unavailable: {availability.reason}"
+        try:
+            availability = backend.availability()
+            status = "available" if availability.available else f"unavailable: {availability.reason}"
+        except Exception as exc:  # the backend's bug: say so in its row and fail, never a traceback
+            status = f"broken: availability() raised {type(exc).__name__}: {exc}".splitlines()[0]
+            broken.append(f"backend {name!r}: availability() raised {type(exc).__name__}")
         rows.append(
             (
                 name,
@@ -49,9 +54,9 @@ def cmd_backends(args: argparse.Namespace) -> int:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
-    for failure in registry.failures:
+    for failure in [*map(str, registry.failures), *broken]:
         print(f"error: {failure}", file=sys.stderr)
-    return 1 if registry.failures else 0
+    return 1 if registry.failures or broken else 0
 
 
 VALUE_FAMILIES = ("forward", "fast path", "gradients", "losses", "training")

@@ -86,8 +86,18 @@ def merged_tolerance(
 
 
 def validate(declaration: ToleranceOverride | KnownDeviation, backend: str, hook: str) -> None:
-    """Raise PluginError naming the hook, the backend and the valid choices for anything unknown."""
+    """Raise PluginError naming the hook, the backend and the valid choices for anything unknown or malformed."""
     where = f"{hook} for backend {backend!r}"
+    kind = type(declaration).__name__
+    if not isinstance(declaration.check, str):
+        raise PluginError(f"{where}: a {kind}'s check is {declaration.check!r}; give one check name (a string)")
+    if not isinstance(declaration.reason, str):
+        raise PluginError(f"{where}: check {declaration.check!r} has reason {declaration.reason!r}; give a string")
+    if not isinstance(declaration.select, Mapping):
+        raise PluginError(
+            f"{where}: check {declaration.check!r} has select={declaration.select!r}; give a dict such as"
+            " {'dtype': 'float32'}"
+        )
     if declaration.check not in CHECKS:
         raise PluginError(f"{where}: {unknown_check_message(declaration.check)}")
     if not str(declaration.reason).strip():
@@ -106,5 +116,12 @@ def validate(declaration: ToleranceOverride | KnownDeviation, backend: str, hook
     if isinstance(declaration, ToleranceOverride):
         for field_name in ("rtol", "atol"):
             value = getattr(declaration, field_name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            if not (isinstance(value, int | float) and not isinstance(value, bool) and _finite(value) and value >= 0):
                 raise PluginError(f"{where}: {field_name}={value!r} must be a finite number >= 0")
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float (10**400)
+        return False

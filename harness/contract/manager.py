@@ -113,6 +113,8 @@ class HarnessPluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT_NAME)
         self.add_hookspecs(hookspecs)
         self.load_failures: list[PluginFailure] = []
+        self.entry_point_origins: dict[str, tuple[str, str]] = {}
+        """Per entry-point name, the distribution and the object reference it was loaded from."""
 
     def register_module(self, plugin_name: str, module_name: str) -> None:
         try:
@@ -126,6 +128,17 @@ class HarnessPluginManager(pluggy.PluginManager):
         for dist in importlib.metadata.distributions():
             for ep in dist.entry_points:
                 if ep.group != ENTRY_POINT_GROUP or ep.name in disabled:
+                    continue
+                origin = (str(dist.metadata["Name"]), ep.value)
+                first = self.entry_point_origins.get(ep.name)
+                if first is not None and first != origin:
+                    self.load_failures.append(
+                        PluginFailure(
+                            ep.name,
+                            f"two installed distributions provide entry point {ep.name!r}: {first[0]} ({first[1]})"
+                            f" and {origin[0]} ({origin[1]}); only the first is loaded: uninstall or rename one",
+                        )
+                    )
                     continue
                 if self.is_blocked(ep.name) or self.get_plugin(ep.name) is not None and ep.name not in BUILTIN_PLUGINS:
                     continue  # the same distribution seen twice on sys.path
@@ -144,6 +157,7 @@ class HarnessPluginManager(pluggy.PluginManager):
                     self.load_failures.append(PluginFailure(ep.name, f"{type(exc).__name__}: {exc}"))
                     continue
                 self.register(plugin, name=ep.name)
+                self.entry_point_origins[ep.name] = origin
 
 
 def disabled_from_env() -> set[str]:

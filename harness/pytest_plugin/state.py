@@ -47,6 +47,9 @@ class HarnessState:
         self._availability: dict[str, Any] = {}
         self._deviations: dict[str, list[KnownDeviation]] = {}
         self._overrides: dict[str, list[ToleranceOverride]] = {}
+        for name in self.selected:  # a malformed declaration is a usage error before anything runs
+            self.known_deviations(name)
+            self.tolerance_overrides(name)
         self.writer: ResultsWriter | None = None
         self.is_worker = hasattr(config, "workerinput")
         if not self.is_worker:
@@ -62,17 +65,44 @@ class HarnessState:
 
     def known_deviations(self, name: str) -> list[KnownDeviation]:
         if name not in self._deviations:
-            results = self.pm.hook.harness_known_deviations(backend=self.backend(name))
-            declared = [d for group in results for d in (group or ())]
-            self._deviations[name] = _validated(declared, name, "harness_known_deviations")
+            self._deviations[name] = self._declarations("harness_known_deviations", name, KnownDeviation)
         return self._deviations[name]
 
     def tolerance_overrides(self, name: str) -> list[ToleranceOverride]:
         if name not in self._overrides:
-            results = self.pm.hook.harness_tolerance_overrides(backend=self.backend(name))
-            declared = [o for group in results for o in (group or ())]
-            self._overrides[name] = _validated(declared, name, "harness_tolerance_overrides")
+            self._overrides[name] = self._declarations("harness_tolerance_overrides", name, ToleranceOverride)
         return self._overrides[name]
+
+    def _declarations(self, hook: str, name: str, kind: type[Any]) -> list[Any]:
+        """Every plugin's declarations for backend ``name``, each checked and blamed on the plugin that made it.
+
+        A hook that raises, returns something other than a list of ``kind``, or declares
+        something malformed is a one-line usage error naming that plugin, the hook and the
+        backend: never an internal error, and never blamed on the backend under test.
+        """
+        declared: list[Any] = []
+        arguments = {"backend": self.backend(name)}
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            where = f"plugin {impl.plugin_name!r}"
+            try:
+                group = impl.function(**{arg: arguments[arg] for arg in impl.argnames})
+            except Exception as exc:
+                raise pytest.UsageError(
+                    f"{where}: {hook} raised {type(exc).__name__} for backend {name!r}: {exc}".splitlines()[0]
+                ) from None
+            if group is None:
+                continue
+            if not isinstance(group, list | tuple) or not all(isinstance(item, kind) for item in group):
+                raise pytest.UsageError(
+                    f"{where}: {hook} returned {group!r:.80} for backend {name!r}; return a list of {kind.__name__}"
+                )
+            try:
+                for declaration in group:
+                    validate(declaration, name, f"{hook} of {where}")
+            except PluginError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            declared += group
+        return declared
 
     def deviation_for(self, name: str, check: str, config: dict[str, Any]) -> KnownDeviation | None:
         return next((d for d in self.known_deviations(name) if matches(d, check, config)), None)
@@ -102,15 +132,6 @@ class HarnessState:
                 commit=git_commit(),
             )
         self.writer.write(record)
-
-
-def _validated(declared: list[Any], backend: str, hook: str) -> list[Any]:
-    try:
-        for declaration in declared:
-            validate(declaration, backend, hook)
-    except PluginError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    return declared
 
 
 def describe(backend: Backend) -> dict[str, Any]:
