@@ -98,3 +98,41 @@ def test_the_harness_s_own_skips_still_skip(
         pytester, fake_site, monkeypatch, plugin, "test_gradients.py", "--backend=plain", "-k", "finite_differences"
     )
     result.assert_outcomes(skipped=2)
+
+
+BFLOAT16_ONLY = """
+    from backends.eager import EagerBackend
+    from harness import hookimpl
+
+    class Bf16Only(EagerBackend):
+        '''Declares bfloat16 alone, and triples its gradients.'''
+
+        name = "bf16-only"
+        dtypes = ("bfloat16",)
+
+        def gradients(self, spec, params, x, target, *, loss, device, dtype):
+            value, grads = super().gradients(spec, params, x, target, loss=loss, device=device, dtype=dtype)
+            return value, {name: 3 * g for name, g in grads.items()}
+
+    @hookimpl
+    def harness_backends():
+        return [Bf16Only()]
+"""
+
+
+def test_a_family_no_declared_precision_can_judge_is_recorded_and_fails_a_strict_run(
+    pytester: pytest.Pytester, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    result = run_suite_with_only(
+        pytester, fake_site, monkeypatch, BFLOAT16_ONLY, "test_gradients.py", "--backend=bf16-only",
+        "--strict-backends", "-k", "test_gradients and batch1", "-rs",
+    )  # fmt: skip
+    assert result.ret == 1, result.stdout.str()
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*backend 'bf16-only' declares activations, gradients, losses, training but only precisions that cannot*",
+            "*not judged: gradients checks run at float32 and float64 only*",
+        ]
+    )

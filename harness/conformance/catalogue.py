@@ -9,6 +9,7 @@ to it), so a hook that names an unknown check is a typo, and is rejected with th
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,20 @@ class CheckInfo:
 
 KINK_SENSITIVE_FAMILIES = ("gradients", "training", "activations", "losses")
 FULL_PRECISIONS = ("float64", "float32")
+
+
+def unjudged_families(capabilities: Iterable[Capability], dtypes: Iterable[str]) -> list[str]:
+    """The families a backend declares but no precision it declares can judge.
+
+    The kink-sensitive families run at float32 and float64 only; a backend that declares
+    neither (bfloat16 alone, say) would have them silently empty.
+    """
+    if set(dtypes) & set(FULL_PRECISIONS):
+        return []
+    declared = set(capabilities)
+    return sorted(
+        {c.family for c in CHECKS.values() if c.family in KINK_SENSITIVE_FAMILIES and c.capability in declared}
+    )
 
 
 def _catalogue(*rows: tuple[str, str, Capability | None, str]) -> dict[str, CheckInfo]:

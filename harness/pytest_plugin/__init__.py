@@ -19,7 +19,7 @@ import pytest
 
 from harness.bench.settings import check_environment
 from harness.childprocess import SKIP_FROM_OPTION, honour_stop_requests
-from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS
+from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS, unjudged_families
 from harness.conformance.checker import Checker, reproduce_command
 from harness.conformance.compare import ConformanceError
 from harness.conformance.selectors import configuration
@@ -27,7 +27,7 @@ from harness.contract.backend import Backend, Capability, supports
 from harness.errors import UsageError
 from harness.pytest_plugin import isolation, outcomes
 from harness.pytest_plugin.recorder import ResultsRecorder
-from harness.pytest_plugin.state import DEFAULT_RESULTS, STATE_KEY, harness_state
+from harness.pytest_plugin.state import DEFAULT_RESULTS, STATE_KEY, HarnessState, harness_state
 from harness.results import META
 
 RECORDER_KEY = pytest.StashKey[ResultsRecorder]()
@@ -129,7 +129,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None or recorder is None:
         return
     if state.strict and int(exitstatus) in (0, 1) and not session.shouldstop and not session.shouldfail:
-        if recorder.zero_check_backends() and int(exitstatus) == 0:
+        if (recorder.zero_check_backends() or unjudged(state)) and int(exitstatus) == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if recorder.crashed and int(session.exitstatus) == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -154,6 +154,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     for nodeid in recorder.crashed:
         terminalreporter.write_line(f"netharness: CRASHED: {nodeid} (the process running it died)", red=True)
+    if state.strict:
+        for name, families in unjudged(state).items():
+            terminalreporter.write_line(
+                f"netharness: backend {name!r} declares {', '.join(families)} but only precisions that cannot judge"
+                " them (they run at float32 and float64); declare float32 too (--strict-backends fails the run)",
+                red=True,
+            )
     if state.strict and state.writer is not None:
         for name in recorder.zero_check_backends():
             terminalreporter.write_line(
@@ -211,9 +218,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for d in state.backend(n).dtypes
             if every or d in FULL_PRECISIONS
         ]
+        if not every:  # a backend none of whose precisions can run this family: recorded, never silently empty
+            pairs += [
+                pytest.param(n, d, id=f"{n}-{d}", marks=pytest.mark.skip(reason=_unjudged_reason(info)))
+                for n in state.selected
+                if not set(state.backend(n).dtypes) & set(FULL_PRECISIONS)
+                for d in state.backend(n).dtypes
+            ]
         metafunc.parametrize(("backend", "dtype"), pairs, indirect=["backend"])
     else:
         metafunc.parametrize("backend", state.selected, indirect=True)
+
+
+def _unjudged_reason(info: Any) -> str:
+    return (
+        f"not judged: {info.family} checks run at float32 and float64 only (at a coarser precision an element"
+        " near a kink takes the other branch) and this backend declares neither"
+    )
+
+
+def unjudged(state: HarnessState) -> dict[str, list[str]]:
+    """Per selected backend, the declared families none of its precisions can judge (see the catalogue)."""
+    found = {}
+    for name in state.selected:
+        backend = state.backend(name)
+        families = unjudged_families(backend.capabilities, backend.dtypes)
+        if families:
+            found[name] = families
+    return found
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
