@@ -24,6 +24,17 @@ from harness.childprocess import SUPERVISED_ENV
 
 SCHEMA = "netharness.conformance/1"
 
+PREVIOUS = "previous"
+"""In a run's output folder: the last complete report, kept aside until a new complete one exists."""
+PARTS = ".parts"
+"""In a run's output folder: the benchmark steps' files before they are merged."""
+SET_ASIDE = (PREVIOUS, PARTS)
+"""What a report of a run folder leaves out: an older run, and scratch."""
+LOCK = ".netharness.lock"
+MANIFEST = ".netharness-run.json"
+RUN_FOLDER_MARKS = (LOCK, MANIFEST)
+"""A folder holding either is a run's output folder."""
+
 META = "netharness"
 """The key of a test's ``user_properties`` entry that carries its backend, check, dtype and config."""
 RAN = ("passed", "failed", "error", "xfailed", "xpassed", "crashed")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UsageError
-from reports.load import OUTCOMES, Results
+from reports.load import Results
 
 if TYPE_CHECKING:  # pandas only for the annotations: the CLI imports DIFFERENCES at start-up
     import pandas as pd
@@ -79,13 +79,13 @@ def refuse_incomparable(
     notes: list[str] = []
     for side in (baseline, current):
         _refuse_bad_timings(side)
-        _refuse_unknown_outcomes(side)
         _refuse_unlabelled_runs(side)
     for side in (baseline, current):
         notes.extend(_partial_runs(side, allow_partial))
     notes.extend(_differences(baseline, current, allow_different))
     _refuse_nothing_shared(baseline, current)
     notes.extend(_checks_not_run(baseline, current, allow_partial))
+    notes.extend(_benchmarks_not_run(baseline, current, allow_partial))
     return notes
 
 
@@ -135,17 +135,6 @@ def _refuse_bad_timings(side: Side) -> None:
                     f"results file {run.path}: benchmark {name} has a median round of 0 s in stats.data; "
                     "a timing must be a positive number of seconds"
                 )
-
-
-def _refuse_unknown_outcomes(side: Side) -> None:
-    unknown = side.conf[~side.conf["outcome"].isin(OUTCOMES)]
-    if not unknown.empty:
-        row = unknown.iloc[0]
-        check = _listing([str(row[column]) for column in CHECK_KEY], " ")
-        raise NotComparableError(
-            f"results file {row['source']}: check {check} has outcome {row['outcome']!r}, which compare cannot "
-            f"judge; expected one of {', '.join(OUTCOMES)}"
-        )
 
 
 def _refuse_unlabelled_runs(side: Side) -> None:
@@ -218,6 +207,33 @@ def _checks_not_run(baseline: Side, current: Side, allow_partial: bool) -> list[
         return []
     described = (
         f"the current run lacks {_count(missing, 'check')} the baseline ran (first: {_listing(missing[0], ' ')})"
+    )
+    if not allow_partial:
+        raise NotComparableError(
+            f"{described}, so it looks partial; rerun it, or pass {ALLOW_PARTIAL} to compare what it holds"
+        )
+    return [f"{described}: compared anyway ({ALLOW_PARTIAL})"]
+
+
+def _benchmarks_not_run(baseline: Side, current: Side, allow_partial: bool) -> list[str]:
+    """Baseline benchmarks missing from the current, on the backends and devices both ran.
+
+    A backend whose timings vanished (or a current run with none at all) is a run that did
+    not measure what it should have, not a run without regressions.
+    """
+    if baseline.bench.empty:
+        return []
+    backends = baseline.values("backend", ("benchmarks",)) & current.values("backend")
+    devices = baseline.values("device", ("benchmarks",)) & current.values("device")
+    wanted = baseline.bench[baseline.bench["backend"].isin(backends) & baseline.bench["device"].isin(devices)]
+    missing = sorted(_keys(wanted, MATCH_KEY) - _keys(current.bench, MATCH_KEY))
+    if not missing:
+        return []
+    gone = sorted(backends - current.values("backend", ("benchmarks",)))
+    vanished = f"; no timing at all of {', '.join(gone)}" if gone else ""
+    described = (
+        f"the current run lacks {_count(missing, 'benchmark')} the baseline timed"
+        f" (first: {_listing(missing[0], ' ')}){vanished}"
     )
     if not allow_partial:
         raise NotComparableError(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.results import RUN_FOLDER_MARKS, SET_ASIDE
 
 CONFORMANCE_SCHEMA = "netharness.conformance/1"
 RESULT_SUFFIXES = (".json", ".jsonl")
@@ -162,9 +163,14 @@ def _first_line_as_json(text: str) -> Any:
 
 
 def _load_directory(directory: Path) -> list[BenchmarkFile | ConformanceFile]:
-    """Every results file under ``directory``; other JSON files there are skipped with a note."""
+    """Every results file under ``directory``; other JSON files there are skipped with a note.
+
+    A run folder's ``previous/`` (an older run kept aside) and its scratch are not this
+    run's results, and are left out: a report reads what it is given.
+    """
     found: list[BenchmarkFile | ConformanceFile] = []
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in RESULT_SUFFIXES):
+    given = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in RESULT_SUFFIXES)
+    for path in (p for p in given if not _set_aside(p, directory)):
         try:
             found.append(load_file(path))
         except ResultsFileError as exc:
@@ -174,6 +180,14 @@ def _load_directory(directory: Path) -> list[BenchmarkFile | ConformanceFile]:
             f"results directory {directory} holds no pytest-benchmark JSON or netharness conformance file"
         )
     return found
+
+
+def _set_aside(path: Path, top: Path) -> bool:
+    """Whether ``path`` lies in a run folder's ``previous/`` or scratch (:data:`harness.results.SET_ASIDE`)."""
+    for folder in path.relative_to(top).parents:
+        if folder.name in SET_ASIDE and any((top / folder.parent / mark).exists() for mark in RUN_FOLDER_MARKS):
+            return True
+    return False
 
 
 def _foreign(path: Path) -> ResultsFileError:
@@ -224,6 +238,11 @@ def _conformance_lines(path: Path, text: str) -> ConformanceFile:
     for key in ("machine", "backends"):
         if not isinstance(start.get(key, {}), dict):
             raise _bad_record(path, records[0][0], f"(run_start) has a {key} that is not a JSON object")
+    for name, described in (start.get("backends") or {}).items():
+        if not isinstance(described, dict):
+            raise _bad_record(
+                path, records[0][0], f"(run_start) describes backend {name!r} by {described!r:.40}, not an object"
+            )
     checks: list[dict[str, Any]] = []
     end: dict[str, Any] | None = None
     for number, record in rest:
@@ -249,6 +268,13 @@ def _check_check(path: Path, number: int, record: dict[str, Any]) -> None:
             what = f"no {name}" if value is None else f"{name} {value!r}"
             kind = "a non-empty string" if name in CHECK_FIELDS else "a string"
             raise _bad_record(path, number, f"(a check) has {what}; expected {kind}")
+    if record["outcome"] not in OUTCOMES:
+        raise _bad_record(
+            path, number, f"(a check) has outcome {record['outcome']!r}; expected one of {', '.join(OUTCOMES)}"
+        )
+    headroom = record.get("headroom")
+    if headroom is not None and not (_is_number(headroom) and headroom >= 0):
+        raise _bad_record(path, number, f"(a check) has headroom {headroom!r}; expected a number >= 0 (or null)")
 
 
 def _check_benchmark(path: Path, index: int, bench: Any) -> None:
@@ -261,8 +287,17 @@ def _check_benchmark(path: Path, index: int, bench: Any) -> None:
     data = stats.get("data")
     if data is not None and not (isinstance(data, list) and all(_is_number(value) for value in data)):
         raise ResultsFileError(f"results file {path}: {name} has stats.data that is not a list of numbers")
-    if not isinstance(bench.get("extra_info") or {}, dict):
+    extra = bench.get("extra_info") or {}
+    if not isinstance(extra, dict):
         raise ResultsFileError(f"results file {path}: {name} has an extra_info that is not a JSON object")
+    if "backend" in extra:  # a netharness benchmark: what names it must be there
+        for key in ("phase", "batch", "dtype", "device"):
+            if key not in extra:
+                raise ResultsFileError(f"results file {path}: {name} has no extra_info.{key}")
+        if not (isinstance(extra["batch"], int) and not isinstance(extra["batch"], bool) and extra["batch"] > 0):
+            raise ResultsFileError(
+                f"results file {path}: {name} has extra_info.batch {extra['batch']!r}; expected a positive integer"
+            )
 
 
 def _is_number(value: Any) -> bool:

@@ -204,7 +204,7 @@ REFUSALS = {
     "check-with-unknown-outcome": Case(
         RUN,
         Input(with_check(conformance(), outcome="maybe")),
-        "{current}: check eager forward float32-batch1 float32 cpu has outcome 'maybe', which compare cannot judge",
+        "{current}: line 2 (a check) has outcome 'maybe'; expected one of passed, failed",
     ),
     "check-with-numeric-config": Case(
         RUN, Input(with_check(conformance(), config=7)), "line 2 (a check) has config 7; expected a non-empty string"
@@ -339,3 +339,57 @@ def test_runs_made_alike_still_compare(tmp_path: Path, capsys: pytest.CaptureFix
     for path in paths:
         assert main(["compare", str(path), str(path)]) == 0
         assert capsys.readouterr().out.splitlines()[-1] == "netharness compare: no regressions"
+
+
+# -- benchmarks that vanished, and a report of a run folder ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("current_timed", "message"),
+    [
+        (("eager",), "the current run lacks 1 benchmark the baseline timed (first: numpy forward"),
+        ((), "the current run lacks 2 benchmarks the baseline timed"),
+    ],
+)
+def test_benchmarks_that_vanished_are_refused_not_a_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], current_timed: tuple[str, ...], message: str
+) -> None:
+    for side, timed in (("baseline", ("eager", "numpy")), ("current", current_timed)):
+        folder = tmp_path / side
+        folder.mkdir()
+        Input(conformance()).write(folder / "conformance")
+        if timed:
+            Input(benchmarks(timed)).write(folder / "benchmarks")
+    code = main(["compare", str(tmp_path / "baseline"), str(tmp_path / "current")])
+    err = capsys.readouterr().err
+    assert code == REFUSED and message in err and "no timing at all of " in err and "numpy" in err, err
+    assert main(["compare", str(tmp_path / "baseline"), str(tmp_path / "current"), "--allow-partial"]) == 0
+
+
+def test_a_report_of_a_run_folder_leaves_its_previous_run_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    (run / "previous").mkdir(parents=True)
+    (run / ".netharness-run.json").write_text('{"files": [], "complete": true}')
+    Input(conformance(backends=("eager",))).write(run / "conformance")
+    Input(with_check(conformance(backends=("eager",)), outcome="failed")).write(run / "previous" / "conformance")
+    assert main(["report", str(run), "--out", str(tmp_path / "r")]) == 0
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "fail" not in summary.split("| verdict |")[1].lower(), summary
+
+
+BAD_REPORT_INPUTS = [
+    (with_check(conformance(), outcome="timeout"), "(a check) has outcome 'timeout'; expected one of"),
+    (with_check(conformance(), headroom=-2.0), "(a check) has headroom -2.0; expected a number >= 0"),
+]
+
+
+@pytest.mark.parametrize(("records", "message"), BAD_REPORT_INPUTS)
+def test_a_report_refuses_what_it_cannot_judge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], records: Any, message: str
+) -> None:
+    path = Input(records).write(tmp_path / "conformance")
+    assert main(["report", str(path), "--out", str(tmp_path / "r")]) == REFUSED
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.results import LOCK, MANIFEST, PARTS, PREVIOUS
 
 OUTPUTS = (
     "conformance.jsonl",
@@ -34,10 +35,6 @@ OUTPUTS = (
     "plots",
 )
 """What one run writes into its folder (the report's files and the results it was built from)."""
-PREVIOUS = "previous"
-PARTS = ".parts"
-LOCK = ".netharness.lock"
-MANIFEST = ".netharness-run.json"
 OWNED = (*OUTPUTS, PREVIOUS, PARTS)
 """Every entry a run may replace or remove, and then only where the manifest says a run wrote it."""
 
