@@ -110,7 +110,8 @@ def _speedups(bench: pd.DataFrame, key: list[str], axis: str, baseline: str, bas
     ]
     if bench.empty:
         return pd.DataFrame(columns=columns)
-    frame = bench  # already pooled: one row per benchmark key
+    # Already pooled; a timed object whose results were wrong has no speed to compare, either way.
+    frame = bench[bench["error_within_tolerance"].astype(bool)] if "error_within_tolerance" in bench else bench
     rows = []
     for _, group in frame.groupby(key, dropna=False, sort=True):
         base = group[group[axis] == baseline]

@@ -62,6 +62,7 @@ RESULTS_COLUMNS = [
     "peak_memory_method",
     "max_abs_error",
     "max_rel_error",
+    "error_within_tolerance",
     "first_call_s",
     "setup_s",
     "setup_kind",
@@ -155,6 +156,7 @@ def benchmark_frame(results: Results) -> pd.DataFrame:
                     "peak_memory_method": str(extra.get("peak_memory_method") or ""),
                     "max_abs_error": _number(extra.get("max_abs_error")),
                     "max_rel_error": _number(extra.get("max_rel_error")),
+                    "error_within_tolerance": extra.get("error_within_tolerance") is not False,
                     "first_call_s": _number(extra.get("first_call_s")),
                     "setup_s": _number(extra.get("setup_s")),
                     "setup_kind": str(extra.get("setup_kind") or ""),
@@ -231,6 +233,7 @@ def pooled(bench: pd.DataFrame) -> pd.DataFrame:
     frame = grouped[numbers].median()
     for column in ("setup_kind", "artifact", "source", "commit", "peak_memory_method", "peak_method"):
         frame[column] = grouped[column].last()
+    frame["error_within_tolerance"] = grouped["error_within_tolerance"].all()  # one wrong run makes it wrong
     frame["timings"] = grouped["timings"].agg(lambda arrays: np.concatenate(list(arrays)))
     frame["rounds"] = grouped["rounds"].sum()
     # Pooled runs: the spread of all their rounds together; the busiest load any of them saw.

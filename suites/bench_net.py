@@ -27,10 +27,11 @@ from harness.bench.fastpath import BENCH_LOSS, BENCH_LR, Runner, prepare_runner
 from harness.bench.machine import CUDA_PEAK_METHOD, cpu_peak_method, cuda_peak_gflops, load_average, thread_count
 from harness.bench.memory import peak_memory
 from harness.bench.settings import bench_precisions, bench_seconds
+from harness.conformance.compare import compare
 from harness.contract.backend import PHASES as BENCH_PHASES
 from harness.contract.backend import Backend, Capability, supports
 from harness.net.testdata import as_float64, random_images, random_params, random_target
-from harness.pytest_plugin import machine_peak_gflops
+from harness.pytest_plugin import harness_state, machine_peak_gflops
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 64, 256)]
 PHASES = [pytest.param(p, id=p) for p in BENCH_PHASES]
@@ -106,8 +107,8 @@ def max_errors(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
     return float(diff.max()), float(diff.max() / scale)
 
 
-def error_of_timed_object(runner: Runner, phase: str, x: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """The timed object's own error at this configuration, against the oracle.
+def timed_results(runner: Runner, phase: str, x: np.ndarray, target: np.ndarray) -> dict[str, tuple[Any, Any]]:
+    """What the timed object computes at this configuration, beside the oracle's: ``{what: (actual, expected)}``.
 
     forward: its logits, on the parameters it holds now. train_step: the parameters after
     one more step of its own, against the oracle's step from the parameters it held before.
@@ -115,16 +116,31 @@ def error_of_timed_object(runner: Runner, phase: str, x: np.ndarray, target: np.
     spec = NetSpec()
     x64 = x.astype(np.float64)
     if phase == "forward":
-        logits = runner.output()
-        return max_errors(logits, oracle.forward(spec, as_float64(runner.current_parameters()), x64))
+        return {"logits": (runner.output(), oracle.forward(spec, as_float64(runner.current_parameters()), x64))}
     assert runner.train_step is not None
     before = as_float64(runner.current_parameters())
     runner.train_step()
     runner.synchronize()
     after = runner.current_parameters()
     expected = oracle.sgd_step(spec, before, x64, target, BENCH_LOSS, BENCH_LR)
-    errors = [max_errors(after[name], expected[name]) for name in expected]
-    return max(e[0] for e in errors), max(e[1] for e in errors)
+    return {name: (after[name], expected[name]) for name in expected}
+
+
+def judge_timed_object(
+    request: pytest.FixtureRequest, backend: Backend, phase: str, dtype: str, batch: int, device: str, results: Any
+) -> tuple[float, float, str]:
+    """The largest absolute and relative errors, and the first failure ('' if every result is within
+    the tolerance of the check that governs this phase: ``prepared_forward`` or ``prepared_train_step``)."""
+    check = "prepared_forward" if phase == "forward" else "prepared_train_step"
+    config = {"device": device, "variant": "seed", "activation": "relu", "phase": phase, "batch": batch}
+    tolerance = harness_state(request.config).tolerance_for(backend.name, check, dtype, config)
+    errors, failures = [], []
+    for what, (actual, expected) in results.items():
+        errors.append(max_errors(actual, expected))
+        failure = compare(f"the timed {phase}'s {what} at batch {batch}", actual, expected, tolerance)[1]
+        if failure:
+            failures.append(failure)
+    return max(e[0] for e in errors), max(e[1] for e in errors), (failures[0] if failures else "")
 
 
 @pytest.mark.parametrize("batch", BATCHES)
@@ -160,7 +176,7 @@ def test_benchmark(
         rounds = int(min(200, max(5, TARGET_SECONDS / estimate)))
     benchmark.group = f"{phase} {dtype} {device} batch{batch}"
     benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=max(2, rounds // 10))
-    load_end = load_average()
+    load = (load_start, load_average())
 
     info = benchmark.extra_info
     info.update(
@@ -179,8 +195,30 @@ def test_benchmark(
     )
     if "artifact" in info:
         info["artifact"] = str(Path(info["artifact"]).resolve())
-    if benchmark.stats is None:  # --benchmark-disable or xdist: ran once, untimed
-        return
+    results = timed_results(runner, phase, x, target)  # judged timed or not: a smoke run checks it too
+    info["max_abs_error"], info["max_rel_error"], failure = judge_timed_object(
+        request, backend, phase, dtype, batch, device, results
+    )
+    info["error_within_tolerance"] = not failure
+    if benchmark.stats is not None:
+        record_timing(request, benchmark, backend, phase, dtype, batch, device, load)
+    if failure:  # the timing is kept, but it is the timing of a wrong result: no speed is claimed for it
+        pytest.fail(f"the benchmarked object is wrong: {failure}", pytrace=False)
+
+
+def record_timing(
+    request: pytest.FixtureRequest,
+    benchmark: Any,
+    backend: Backend,
+    phase: str,
+    dtype: str,
+    batch: int,
+    device: str,
+    load: tuple[float | None, float | None],
+) -> None:
+    """What stands beside a timing: throughput, stability, load, the device's peak and the peak memory."""
+    load_start, load_end = load
+    info = benchmark.extra_info
     stats = benchmark.stats.stats
     median = stats.median
     flops = NetSpec().flops(batch) * (1 if phase == "forward" else 3)  # backward ~ 2x forward
@@ -190,4 +228,3 @@ def test_benchmark(
     peak = info["peak_gflops_per_s"]
     info["peak_fraction"] = (flops / median / 1e9) / peak if peak else None
     info["peak_memory_bytes"], info["peak_memory_method"] = memory_of(request, backend, phase, batch, device, dtype)
-    info["max_abs_error"], info["max_rel_error"] = error_of_timed_object(runner, phase, x, target)

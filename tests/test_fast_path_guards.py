@@ -63,3 +63,43 @@ def test_a_fast_path_that_returns_zeros_fails_its_check(
     )
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*test_prepared_forward*zero-fast-path-float32-batch1*", "*prepared logits, call 1*"])
+
+
+WRONG_ABOVE_BATCH_8 = """
+    import numpy as np
+    from backends.eager import EagerBackend
+    from harness import hookimpl
+
+    class Zeros:
+        def __init__(self, net):
+            self.net = net
+        def forward(self, x):
+            out = self.net.forward(x)
+            return out if x.shape[0] <= 8 else out * 0
+        def __getattr__(self, name):
+            return getattr(self.net, name)
+
+    class WrongAbove8(EagerBackend):
+        name = "wrong-above-8"
+        dtypes = ("float32",)
+        def prepare(self, spec, params, *, device, dtype):
+            return Zeros(super().prepare(spec, params, device=device, dtype=dtype))
+
+    @hookimpl
+    def harness_backends():
+        return [WrongAbove8()]
+"""
+
+
+def test_a_benchmark_whose_timed_object_is_wrong_fails_and_claims_no_speed(
+    pytester: pytest.Pytester, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right at batches 1 and 7 (what the fast-path checks call) but zeros at 64: the benchmark fails."""
+    pytest.importorskip("torch")
+    monkeypatch.setenv("NETHARNESS_BENCH_PRECISIONS", "float32")
+    result = run_suite_with_only(
+        pytester, fake_site, monkeypatch, WRONG_ABOVE_BATCH_8, "bench_net.py", "--backend=wrong-above-8",
+        "-k", "forward and (batch1 or batch64)", "--benchmark-disable",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*the benchmarked object is wrong: the timed forward's logits at batch 64*"])
