@@ -2,8 +2,9 @@
 
 The supervisor (:mod:`harness.running.supervisor`, the parent process) and the pytest plugin
 (:mod:`harness.pytest_plugin`, in each child) import this module and not each other: the
-environment variable that marks a supervised child, the option that names the tests a
-resumed child skips, and how both turn SIGINT and SIGTERM into one clean stop.
+environment variable that marks a supervised child, the options that name the tests a
+resumed child skips, the crash budget's incidents so far and where the child lists the
+tests it collected, and how both turn SIGINT and SIGTERM into one clean stop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ SUPERVISED_ENV = "NETHARNESS_SUPERVISED"
 """Set by :mod:`harness.running.supervisor` in the pytest processes it runs and resumes."""
 SKIP_FROM_OPTION = "--netharness-skip-from"
 """The pytest option naming a file of test ids a resumed child deselects (they already finished)."""
+INCIDENTS_OPTION = "--netharness-incidents"
+"""The pytest option naming a file of the run's crashes and timeouts so far (:mod:`harness.budget`)."""
+COLLECTED_OPTION = "--netharness-collected"
+"""The pytest option naming a file the child lists its backends' collected tests in, one JSON line each."""
 
 
 class Interrupted(KeyboardInterrupt):

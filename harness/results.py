@@ -38,7 +38,7 @@ RUN_FOLDER_MARKS = (LOCK, MANIFEST)
 META = "netharness"
 """The key of a test's ``user_properties`` entry that carries its backend, check, dtype and config."""
 RAN = ("passed", "failed", "error", "xfailed", "xpassed", "crashed")
-"""Outcomes that mean a check ran (a skip does not)."""
+"""Outcomes that mean a check ran (a skip does not, nor ``not_run``: see :mod:`harness.budget`)."""
 
 
 @dataclass
@@ -203,7 +203,14 @@ def read_new_records(path: Path, offset: int) -> tuple[list[dict[str, Any]], int
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one record as a whole line, on disk before this returns."""
+    append_records(path, [record])
+
+
+def append_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append records, each a whole line, on disk (one sync for them all) before this returns."""
+    if not records:
+        return
     with path.open("a", encoding="utf-8") as file:
-        file.write(json.dumps(record, default=_jsonable, allow_nan=True) + "\n")
+        file.write("".join(json.dumps(record, default=_jsonable, allow_nan=True) + "\n" for record in records))
         file.flush()
         os.fsync(file.fileno())

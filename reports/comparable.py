@@ -11,7 +11,8 @@ one. So before anything is compared, in this order:
   then only what both have is compared);
 - the two must share at least one benchmark or one check;
 - the current run must hold every check the baseline ran on the backends and devices both
-  cover: a missing one was not run, so its regression could not be seen.
+  cover: a missing one was not run, so its regression could not be seen; a check recorded
+  ``not_run`` (its backend's crash budget was spent) is missing too.
 
 ``--allow-partial`` relaxes the last rule and the "must have finished" one. Every relaxation
 that was used is kept as a note in the comparison's output.
@@ -202,7 +203,9 @@ def _checks_not_run(baseline: Side, current: Side, allow_partial: bool) -> list[
     backends = baseline.values("backend", ran) & current.values("backend", ran)
     devices = baseline.values("device", ran) & current.values("device", ran)
     wanted = baseline.conf[baseline.conf["backend"].isin(backends) & baseline.conf["device"].isin(devices)]
-    missing = sorted(_keys(wanted, CHECK_KEY) - _keys(current.conf, CHECK_KEY))
+    wanted = wanted[wanted["outcome"] != "not_run"]
+    ran = current.conf[current.conf["outcome"] != "not_run"]  # a check not run (crash budget) is missing
+    missing = sorted(_keys(wanted, CHECK_KEY) - _keys(ran, CHECK_KEY))
     if not missing:
         return []
     described = (

@@ -6,7 +6,8 @@ per-round timings gives ``p < alpha`` that the current timings are greater. A bi
 difference, or a small but certain one, is reported without failing.
 
 A check regresses when it fails (or errors) now and did not before, including a check the
-baseline did not run. A check that failed before and passes now is an improvement.
+baseline did not run. A check that failed before and passes now is an improvement. A check
+recorded ``not_run`` (its backend's crash budget was spent) counts as not run, never as a pass.
 
 Inputs that cannot be compared (partial runs, other seeds, devices or backends, nothing in
 common, a zero median) are refused first, by :mod:`reports.comparable`.
@@ -27,7 +28,7 @@ from reports.stats import slowdown_p_value, speedup_p_value
 from reports.tables import benchmark_frame, conformance_frame, pooled
 
 BAD = ("failed", "error", "crashed")
-_WORST_FIRST = ("crashed", "error", "failed", "xpassed", "xfailed", "passed", "skipped")
+_WORST_FIRST = ("crashed", "error", "failed", "xpassed", "not_run", "xfailed", "passed", "skipped")
 REGRESSION = "REGRESSION"
 
 
@@ -172,7 +173,7 @@ def _compare_conformance(base: pd.DataFrame, cur: pd.DataFrame, comparison: Comp
             outcome = REGRESSION
         elif before in BAD and after in ("passed", "xfailed"):
             outcome = "improved"
-        elif after == "absent":
+        elif after in ("absent", "not_run"):
             outcome = "not run in the current"
         else:
             outcome = "changed"

@@ -95,6 +95,7 @@ def _verdict_row(verdict: Verdict) -> dict[str, Any]:
         "status": verdict.status,
         "state": verdict.state,
         "qualifiers": verdict.qualifiers,
+        "stopped": verdict.stopped,
         "undeclared": verdict.undeclared_sentence,
         "baseline": verdict.baseline,
         "speeds": [

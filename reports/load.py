@@ -4,7 +4,10 @@ The two kinds are told apart by content, not by name: a JSON object with ``bench
 ``machine_info`` is a pytest-benchmark file; JSON lines whose first record has
 ``kind == "run_start"`` are a conformance file. Anything else is an error that names the file.
 A conformance file without its ``run_end`` line, or with ``interrupted: true``, is a partial
-run: every record it holds is still used, and readers are told it is partial. A record that
+run: every record it holds is still used, and readers are told it is partial. A run_end may
+name, in ``stopped_backends``, the backends whose crash budget was spent (see
+:mod:`harness.budget`) and why; their tests not run are records with the outcome ``not_run``.
+A record that
 lacks a field the readers need (a check without its outcome, a benchmark without a numeric
 median) is an error that names the file and the line or benchmark, never a traceback later.
 """
@@ -23,8 +26,9 @@ from harness.results import RUN_FOLDER_MARKS, SET_ASIDE
 
 CONFORMANCE_SCHEMA = "netharness.conformance/1"
 RESULT_SUFFIXES = (".json", ".jsonl")
-OUTCOMES = ("passed", "failed", "error", "crashed", "skipped", "xfailed", "xpassed")
-"""Every outcome a check record may hold (``crashed``: the process running it died)."""
+OUTCOMES = ("passed", "failed", "error", "crashed", "not_run", "skipped", "xfailed", "xpassed")
+"""Every outcome a check record may hold (``crashed``: the process running it died; ``not_run``:
+its backend had crashed or timed out as often as the crash budget allows, so it was not run)."""
 CHECK_FIELDS = ("backend", "check", "config", "outcome")
 """What names a check record and what happened to it: each must be a non-empty string."""
 CHECK_TEXT_FIELDS = ("dtype", "device")
@@ -76,6 +80,11 @@ class ConformanceFile:
     @property
     def commit(self) -> str:
         return str(self.start.get("commit") or "unknown")
+
+    @property
+    def stopped(self) -> dict[str, str]:
+        """The backends whose crash budget was spent, and why (from the run_end record)."""
+        return dict((self.end or {}).get("stopped_backends") or {})
 
     @property
     def partial(self) -> bool:
@@ -251,6 +260,7 @@ def _conformance_lines(path: Path, text: str) -> ConformanceFile:
             _check_check(path, number, record)
             checks.append(record)
         elif kind == "run_end":
+            _check_stopped(path, number, record.get("stopped_backends") or {})
             end = record
         elif not isinstance(kind, str):
             raise _bad_record(path, number, "has no kind (check, run_end)")
@@ -275,6 +285,11 @@ def _check_check(path: Path, number: int, record: dict[str, Any]) -> None:
     headroom = record.get("headroom")
     if headroom is not None and not (_is_number(headroom) and headroom >= 0):
         raise _bad_record(path, number, f"(a check) has headroom {headroom!r}; expected a number >= 0 (or null)")
+
+
+def _check_stopped(path: Path, number: int, stopped: Any) -> None:
+    if not (isinstance(stopped, dict) and all(isinstance(v, str) for v in stopped.values())):
+        raise _bad_record(path, number, "(run_end) has stopped_backends that is not a JSON object of strings")
 
 
 def _check_benchmark(path: Path, index: int, bench: Any) -> None:

@@ -2,8 +2,9 @@
 
 One table row per backend (outcome counts, passes under a widened tolerance, speed against
 eager at batch 64 with its interval and any stability warning, worst headroom, verdict), the
-capabilities each backend does not declare in one line, the overrides, the unstable
-benchmarks, then the failures with the command that reproduces each.
+backends the crash budget stopped and why, the capabilities each backend does not declare in
+one line, the overrides, the unstable benchmarks, then the failures with the command that
+reproduces each.
 
 Every string from the results (backends, machines, commits, checks, reasons, paths) goes
 through :func:`~reports.escaping.markdown_text`: nothing in a results file becomes a link,
@@ -19,7 +20,7 @@ from reports.model import ReportData
 from reports.numbers import interval, times
 from reports.stats import BASELINE_BACKEND
 from reports.tables import outcome_counts
-from reports.verdicts import VERDICT_BATCH, Verdict, failures, verdicts
+from reports.verdicts import VERDICT_BATCH, Verdict, failures, outcome_label, verdicts
 
 SUMMARY_BATCH = VERDICT_BATCH
 MAX_FAILURES = 15
@@ -68,14 +69,14 @@ def render_summary(data: ReportData) -> str:
 def _backend_table(data: ReportData, found: list[Verdict]) -> list[str]:
     counts = outcome_counts(data.conf) if not data.conf.empty else pd.DataFrame()
     outcomes = ["passed", "failed", "error", "skipped", "xfailed"]
-    outcomes += [rare for rare in ("crashed", "xpassed") if not counts.empty and counts[rare].sum()]
+    outcomes += [rare for rare in ("crashed", "not_run", "xpassed") if not counts.empty and counts[rare].sum()]
     backends = sorted({*data.bench["backend"], *data.conf["backend"]})
     by_backend: dict[str, list[Verdict]] = {}
     for verdict in found:
         by_backend.setdefault(verdict.backend, []).append(verdict)
     header = [
         "backend",
-        *outcomes,
+        *map(outcome_label, outcomes),
         "under override",
         *(title for _, title in SPEED_COLUMNS),
         "worst headroom",
@@ -139,8 +140,11 @@ def _speed(data: ReportData, backend: str, phase: str) -> str:
 
 
 def _notes(data: ReportData, found: list[Verdict]) -> list[str]:
-    """One line each: capabilities not declared, passes under an override, unstable timings."""
+    """One line each: backends stopped, capabilities not declared, passes under an override, unstable timings."""
     lines = []
+    stopped = [f"{markdown_text(v.label)}: {markdown_text(v.stopped)}" for v in found if v.stopped]
+    if stopped:
+        lines += ["", "Stopped by the crash budget (their remaining tests not run): " + "; ".join(stopped) + "."]
     undeclared = [
         f"{markdown_text(verdict.label)}: {', '.join(map(markdown_text, verdict.undeclared))} "
         f"({verdict.capability_skips} check{'s' if verdict.capability_skips != 1 else ''} skipped)"

@@ -6,6 +6,8 @@ the backends, and each backend's machines beside it when the report merges sever
 same check on each run sits side by side. A cell counts the configurations of one check and
 is coloured by its worst outcome. A pass under a widened tolerance (an override) has its own
 colour and a mark; so does a known deviation. Each mark points to a footnote with the reason.
+Configurations not run (the backend's crash budget was spent) are counted apart and never as
+passes: a cell with one is coloured "not run" unless something in it failed.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from harness.budget import NOT_RUN
 from harness.conformance.catalogue import CHECKS
 from reports.numbers import sig, times
-from reports.records import FAILING, skipped_capability
+from reports.records import FAILING, not_run_reason, skipped_capability
 
 MAX_TOOLTIP_LINES = 20
 OTHER_FAMILY = "other"
@@ -120,8 +123,12 @@ def _cell(records: pd.DataFrame | None, column: Column, check: str, notes: _Foot
         return MatrixCell("none")
     records = records.sort_values("config")
     title = _tooltip(records)
-    ran = records[records["outcome"] != "skipped"]
-    skipped = len(records) - len(ran)
+    not_run = int((records["outcome"] == NOT_RUN).sum())
+    ran = records[~records["outcome"].isin(("skipped", NOT_RUN))]
+    skipped = len(records) - len(ran) - not_run
+    if ran.empty and not_run:
+        note = f"{skipped} skipped" if skipped else ""
+        return MatrixCell("none", "not run", note, title)
     if ran.empty:
         undeclared = {skipped_capability("skipped", str(reason)) for reason in records["reason"]}
         if None not in undeclared:
@@ -133,14 +140,14 @@ def _cell(records: pd.DataFrame | None, column: Column, check: str, notes: _Foot
     marks: list[str] = []
     where = f"{column.backend}" + (f" on {column.machine}" if column.machine else "") + f" · {check}"
     if not failing.empty:
-        state, text = "failed", f"{len(failing)}/{len(ran)} failed"
+        state, text = "failed", f"{len(failing)}/{len(ran) + not_run} failed"
         others = failing["outcome"].value_counts()
         notes_line += [f"{count} {outcome}" for outcome, count in others.sort_index().items() if outcome != "failed"]
         worst = failing["headroom"].min()
         if not pd.isna(worst) and worst < 1:
             notes_line.append(f"headroom {sig(worst)}")
     else:
-        state, text = "passed", f"{passed}/{len(ran)} passed"
+        state, text = "passed", f"{passed}/{len(ran) + not_run} passed"
         overridden = ran[(ran["outcome"] == "passed") & (ran["tolerance_source"] == "override")]
         for reason, group in overridden.groupby("tolerance_reason", sort=True):
             state = "override"
@@ -165,6 +172,9 @@ def _cell(records: pd.DataFrame | None, column: Column, check: str, notes: _Foot
             notes_line.append(f"{sig(worst['max_ulp'])} ulp of {sig(worst['ulp_limit'])}")
         elif not pd.isna(headroom):
             notes_line.append("exact" if math.isinf(headroom) else f"headroom {sig(headroom)}")
+    if not_run:
+        notes_line.append(f"{not_run} not run")
+        state = "failed" if state == "failed" else "none"  # what was not run may not read as a pass
     if skipped:
         notes_line.append(f"{skipped} skipped")
     return MatrixCell(state, text, " · ".join(notes_line), title, tuple(marks))
@@ -186,7 +196,9 @@ def _tooltip(records: pd.DataFrame) -> str:
         if r.outcome == "passed" and r.tolerance_source != "override":
             continue
         detail = r.reason if r.outcome != "passed" else f"under override: {r.tolerance_reason}"
-        lines.append(f"{r.config}: {r.outcome}" + (f" — {detail}" if detail else ""))
+        if r.outcome == NOT_RUN:
+            detail = not_run_reason(str(detail))
+        lines.append(f"{r.config}: {str(r.outcome).replace('_', ' ')}" + (f" — {detail}" if detail else ""))
     if len(lines) > MAX_TOOLTIP_LINES:
         lines = [*lines[:MAX_TOOLTIP_LINES], f"… and {len(lines) - MAX_TOOLTIP_LINES} more"]
     return "\n".join(lines) or "all passed"

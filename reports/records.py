@@ -3,6 +3,8 @@ tolerance it passed under, and how to reproduce it.
 
 - A check *fails* when it failed, errored, crashed its process, or passed although it was
   declared a known deviation (a strict xfail that now passes fails the run).
+- A check *not run* (``not_run``) was never started: its backend had spent its crash budget.
+  It neither fails nor passes; a backend with one does not conform.
 - A *capability skip* is a skip whose reason is "does not declare capability 'x'": the backend
   said it cannot do ``x``. Those are never listed as problems; they are folded into one
   sentence per backend.
@@ -24,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.budget import NOT_RUN_PREFIX
 from harness.conformance.checker import reproduce_command
 from harness.conformance.tolerances import default_tolerance
 from harness.results import first_line
@@ -124,6 +127,11 @@ def split_ulps(conf: pd.DataFrame) -> pd.DataFrame:
     for column in ("max_rel_error", "rtol", "atol"):
         conf[column] = conf[column].mask(ulp)
     return conf
+
+
+def not_run_reason(reason: str) -> str:
+    """Why a check was not run, without the record's 'not run: ' prefix."""
+    return reason.removeprefix(NOT_RUN_PREFIX)
 
 
 def failure_summary(reason: str) -> str:

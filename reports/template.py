@@ -31,6 +31,7 @@ td.text, th.text { text-align: left; }
 #verdict-table { width: 100%; }
 #verdict-table td, #verdict-table th { text-align: left; font-size: 1.02em; }
 #verdict-table td.status { font-weight: 600; white-space: nowrap; }
+#verdict-table td.status small.stopped { font-weight: normal; white-space: normal; }
 #failures-table { width: 100%; table-layout: fixed; }
 #failures-table code { font-size: 0.92em; }
 table.matrix { width: 100%; table-layout: fixed; }
@@ -104,7 +105,8 @@ so some checks are missing. Every record present is reported.
 <tbody>{% for v in verdicts %}<tr>
 <th class="text">{{ v.label }}</th>
 <td class="status cell-{{ v.state }}">{{ v.status }}
-{%- if v.qualifiers %}<small>{{ v.qualifiers }}</small>{% endif %}</td>
+{%- if v.qualifiers %}<small>{{ v.qualifiers }}</small>{% endif %}
+{%- if v.stopped %}<small class="stopped">stopped: {{ v.stopped }}</small>{% endif %}</td>
 <td>{{ v.undeclared or "none" }}</td>
 <td>{% if v.baseline %}the baseline{% endif %}
 {%- for s in v.speeds %}<span class="speed {{ s.state }}">{{ s.text }} · {{ s.verdict }}</span>

@@ -2,10 +2,12 @@
 ``summary.md`` and the end of ``netharness run``.
 
 A backend *conforms* when at least one of its checks ran and none failed (``failed``,
-``error``, ``crashed``, or a known deviation that now passes). Its verdict also says which
-capabilities it does not declare (from its capability skips, in one sentence), its speed
-against eager at batch ``VERDICT_BATCH`` with the 95% interval, and its worst headroom.
-With several machines there is one verdict per backend and machine.
+``error``, ``crashed``, or a known deviation that now passes) or was not run (``not_run``: its
+crash budget was spent, see :mod:`harness.budget`). A backend whose crash budget was spent is
+*partial*, with the reason (the run_end record's, else its not-run records'). Its verdict
+also says which capabilities it does not declare (from its capability skips, in one
+sentence), its speed against eager at batch ``VERDICT_BATCH`` with the 95% interval, and its
+worst headroom. With several machines there is one verdict per backend and machine.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from harness.budget import NOT_RUN
 from reports.model import ReportData
 from reports.numbers import interval, sig, times
-from reports.records import FAILING, failure_summary, reproduce_from_record, skipped_capability
+from reports.records import FAILING, failure_summary, not_run_reason, reproduce_from_record, skipped_capability
 from reports.stats import BASELINE_BACKEND
 
 VERDICT_BATCH = 64
-COUNT_ORDER = ("passed", "failed", "error", "crashed", "xfailed", "xpassed", "skipped")
+COUNT_ORDER = ("passed", "failed", "error", "crashed", NOT_RUN, "xfailed", "xpassed", "skipped")
 KNOWN_DEVIATION_OUTCOMES = ("xfailed", "xpassed")
 """Outcomes of checks the backend declared a known deviation (pytest's strict xfail)."""
 PHASE_NAMES = {"forward": "forward", "train_step": "train step"}
@@ -76,6 +79,8 @@ class Verdict:
     """This backend is the baseline the speeds are measured against."""
     worst_headroom: float = math.nan
     worst_where: str = ""
+    stopped: str = ""
+    """Why the backend's remaining tests were not run (its crash budget was spent); '' if they all ran."""
 
     @property
     def label(self) -> str:
@@ -86,22 +91,34 @@ class Verdict:
         return sum(self.counts.get(outcome, 0) for outcome in FAILING)
 
     @property
+    def not_run(self) -> int:
+        return self.counts.get(NOT_RUN, 0)
+
+    @property
     def ran(self) -> int:
-        return sum(count for outcome, count in self.counts.items() if outcome != "skipped")
+        return sum(count for outcome, count in self.counts.items() if outcome not in ("skipped", NOT_RUN))
 
     @property
     def status(self) -> str:
-        """'conforms', 'N failures', 'ran no check' or 'no conformance results'."""
-        if not self.counts:
-            return "no conformance results"
+        """'conforms', 'N failures', 'N not run', 'ran no check' or 'no conformance results';
+        'partial: ...' when the crash budget stopped the backend."""
+        parts = []
         if self.failing:
-            return f"{self.failing} failure{'s' if self.failing != 1 else ''}"
-        return "conforms" if self.ran else "ran no check"
+            parts.append(f"{self.failing} failure{'s' if self.failing != 1 else ''}")
+        if self.not_run:
+            parts.append(f"{self.not_run} not run")
+        if parts:
+            status = ", ".join(parts)
+        elif not self.counts:
+            status = "no conformance results"
+        else:
+            status = "conforms" if self.ran else "ran no check"
+        return f"partial: {status}" if self.stopped else status
 
     @property
     def state(self) -> str:
         """passed, failed or none: the colour of the verdict."""
-        if self.failing:
+        if self.failing or self.not_run or self.stopped:
             return "failed"
         return "passed" if self.ran else "none"
 
@@ -184,7 +201,17 @@ def _verdict(data: ReportData, backend: str, machine: str, records: pd.DataFrame
         baseline=backend == BASELINE_BACKEND and not data.speedup_note,
         worst_headroom=worst,
         worst_where=where,
+        stopped=_stopped(data, backend, machine, records),
     )
+
+
+def _stopped(data: ReportData, backend: str, machine: str, records: pd.DataFrame) -> str:
+    """Why the crash budget stopped ``backend``: its run's run_end says; else its first not-run record."""
+    for run in data.results.conformance:
+        if backend in run.stopped and (not machine or run.machine == machine):
+            return run.stopped[backend]
+    not_run = records[records["outcome"] == NOT_RUN]
+    return not_run_reason(str(not_run["reason"].iloc[0])) if not not_run.empty else ""
 
 
 def _speeds(data: ReportData, backend: str, machine: str) -> list[Speed]:
@@ -246,7 +273,7 @@ def other_skips(conf: pd.DataFrame) -> list[tuple[str, str, int]]:
 
 def verdict_line(verdict: Verdict) -> str:
     """One plain-text line: verdict; capabilities not declared; speed against eager; worst headroom."""
-    counts = ", ".join(f"{verdict.counts[o]} {o}" for o in COUNT_ORDER if verdict.counts.get(o))
+    counts = ", ".join(f"{verdict.counts[o]} {outcome_label(o)}" for o in COUNT_ORDER if verdict.counts.get(o))
     details = "; ".join(part for part in (counts, verdict.qualifiers) if part)
     parts = [f"{verdict.label}: {verdict.status}" + (f" ({details})" if details else "")]
     if verdict.undeclared_sentence:
@@ -268,7 +295,14 @@ def verdict_line(verdict: Verdict) -> str:
         parts.append(f"vs {BASELINE_BACKEND} at batch {VERDICT_BATCH}: {', '.join(clauses)}")
     if verdict.headroom_text:
         parts.append(f"worst headroom {verdict.headroom_text}")
+    if verdict.stopped:
+        parts.append(f"stopped: {verdict.stopped}")
     return "; ".join(parts)
+
+
+def outcome_label(outcome: str) -> str:
+    """An outcome in words: ``not run`` for ``not_run``."""
+    return outcome.replace("_", " ")
 
 
 def end_of_run_lines(data: ReportData | None, backends: Sequence[str] = ()) -> list[str]:

@@ -61,6 +61,12 @@ CASES = [
     cli("run", "--device=tpu", fragment="argument --device: invalid choice: 'tpu'", id="cli-run-device"),
     cli("run", "--seed=-1", fragment="argument --seed: an integer from 0 to 2**63 - 1, got '-1'", id="cli-run-seed"),
     cli("run", "--out", "/proc/x", fragment="cannot write to output directory /proc/x", id="cli-run-out-unwritable"),
+    cli(
+        "run",
+        "--crash-budget=0",
+        fragment="argument --crash-budget: expected a positive integer, got '0'",
+        id="cli-run-crash-budget",
+    ),
     cli("report", "{tmp}/missing.jsonl", fragment="missing.jsonl does not exist", id="cli-report-missing"),
     cli("report", "{tmp}/malformed.json", fragment="malformed.json is not valid JSON", id="cli-report-malformed"),
     cli("report", "{tmp}/empty.jsonl", fragment="empty.jsonl is empty", id="cli-report-empty"),
@@ -110,6 +116,14 @@ CASES = [
         "--seed=abc", fragment="--seed must be an integer from 0 to 2**63 - 1, got 'abc'", id="pytest-seed-text"
     ),
     pytest_option("--timeout=abc", fragment="argument --timeout: invalid float value: 'abc'", id="pytest-timeout"),
+    pytest_option(
+        "--crash-budget=0", fragment="--crash-budget must be a positive integer, got '0'", id="pytest-crash-budget"
+    ),
+    pytest_option(
+        "--crash-budget=five",
+        fragment="--crash-budget must be a positive integer, got 'five'",
+        id="pytest-crash-budget-text",
+    ),
     pytest_option(
         "--backend=eager",
         "--conformance-results=/proc/x/r.jsonl",

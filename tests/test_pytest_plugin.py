@@ -54,6 +54,7 @@ def test_help_lists_options_with_defaults(pytester: pytest.Pytester) -> None:
             "*--device=cpu|cuda*(default: cpu)*",
             "*--seed=INT*",
             "*--strict-backends*",
+            "*--crash-budget=K*after K crashes or timeouts of one backend*",
         ]
     )
 

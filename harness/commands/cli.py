@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.budget import DEFAULT_CRASH_BUDGET
 from harness.contract.backend import describe_capabilities
 from harness.contract.manager import load_backends
 from harness.errors import HarnessError, UsageError
@@ -90,9 +91,9 @@ def cmd_checks(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job: conformance, then benchmarks, on every backend; then the report.
 
-    Exit status: 0 only if every check passed, no process crashed, and (with
-    --strict-backends) every backend ran; 130 when interrupted (SIGINT or SIGTERM); 2 for
-    a usage error.
+    Exit status: 0 only if every check passed, no process crashed, no backend used up its
+    crash budget, and (with --strict-backends) every backend ran; 130 when interrupted
+    (SIGINT or SIGTERM); 2 for a usage error.
     """
     from harness.bench.settings import check_environment
     from harness.commands.run import run_main_job
@@ -142,7 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     checks = sub.add_parser("checks", help="list every conformance check, its configurations and tolerances")
     checks.set_defaults(func=cmd_checks)
 
-    run = sub.add_parser("run", help="run conformance (and benchmarks) on every backend and write the report")
+    run = sub.add_parser(
+        "run",
+        help="run conformance (and benchmarks) on every backend and write the report",
+        description="Run the conformance suite, then the benchmarks, on every selected backend, each in its own"
+        " supervised pytest processes, then write the report. A test that crashes its process (a segfault,"
+        " os._exit) is recorded as crashed and the run resumes after it; a test that exceeds the per-test"
+        " timeout (300 s) fails. After --crash-budget such crashes or timeouts of one backend, in its conformance"
+        " and benchmark steps together, its remaining tests are recorded as not run, with the reason, and the"
+        " run goes on with the other backends. Exits non-zero if any check failed, crashed or was not run.",
+    )
     run.add_argument(
         "--out", default="netharness-report", metavar="DIR", help="output directory (default: netharness-report)"
     )
@@ -156,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write into a non-empty folder that holds no netharness run; its files are never replaced"
         " (default: refuse)",
+    )
+    run.add_argument(
+        "--crash-budget",
+        default=DEFAULT_CRASH_BUDGET,
+        type=_positive_int,
+        metavar="K",
+        help="after K crashes or timeouts of one backend in the run, record its remaining tests as not run"
+        f" (default: {DEFAULT_CRASH_BUDGET})",
     )
     run.set_defaults(func=cmd_run)
 
@@ -194,8 +212,11 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 
 
 def _positive_int(value: str) -> int:
-    number = _non_negative_int(value)
-    if number == 0:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
     return number
 

@@ -2,7 +2,11 @@
 
 Each backend runs in its own supervised pytest processes (:mod:`harness.running.supervisor`), so a
 backend that crashes its interpreter loses no other backend's results, and its crashed
-test is named. One run owns its output folder (a lock); the previous run's files are moved
+test is named. One crash budget (:mod:`harness.budget`) spans the run: once a backend has
+crashed or timed out ``--crash-budget`` times, in its conformance and benchmark steps
+together, its remaining tests are recorded as not run (a step not started yet gets one
+record), the run goes on with the other backends, and its ``run_end`` record names the
+backend and why. One run owns its output folder (a lock); the previous run's files are moved
 to ``previous/`` until the new report is complete, so a partial run never sits beside a
 stale complete report.
 """
@@ -17,6 +21,7 @@ import sys
 from pathlib import Path
 
 from harness.bench.settings import PEAK_ENV, PRECISIONS_ENV
+from harness.budget import CrashBudget, not_run_record
 from harness.commands import outdir
 from harness.contract.devices import check_device
 from harness.contract.manager import load_backends
@@ -56,10 +61,13 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
         parts = out / outdir.PARTS
         shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir()
-        steps, interrupted = run_steps(args, selected, suites, out, parts)
+        budget = CrashBudget(args.crash_budget)
+        steps, interrupted = run_steps(args, selected, suites, out, parts, budget)
         merge_benchmarks(sorted(parts.glob("bench-*.json")), out / "benchmarks.json")
         shutil.rmtree(parts, ignore_errors=True)
-        problems = verdict_problems(steps, selected, strict=args.strict_backends, interrupted=interrupted)
+        problems = verdict_problems(
+            steps, selected, strict=args.strict_backends, interrupted=interrupted, stopped=budget.stopped()
+        )
         status = EXIT_INTERRUPTED if interrupted else (1 if problems or any(o.exit_code for *_, o in steps) else 0)
         for path in (conformance, checks):
             append_record(
@@ -68,6 +76,8 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
                     exitstatus=status,
                     interrupted=interrupted,
                     crashed=[t for *_, o in steps for t in o.crashed],
+                    crash_budget=budget.limit,
+                    stopped_backends=budget.stopped(),
                     problems=problems,
                 ),
             )
@@ -92,13 +102,14 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
 
 
 def run_steps(
-    args: argparse.Namespace, selected: list[str], suites: Path, out: Path, parts: Path
+    args: argparse.Namespace, selected: list[str], suites: Path, out: Path, parts: Path, budget: CrashBudget
 ) -> tuple[Steps, bool]:
     """Conformance, then benchmarks, of each selected backend, each step a supervised pytest process.
 
     Returns the steps and whether a stop request (SIGINT, SIGTERM) ended the run early: a
     request during a step ends that step (what finished is kept), one between steps ends
-    the loop; either way the caller still writes the report.
+    the loop; either way the caller still writes the report. Every step counts against
+    ``budget``; the step of a backend whose budget is spent is not started.
     """
     # --timeout: the checkout's pyproject sets it, a user's project may not.
     common = [f"--device={args.device}", f"--seed={args.seed}", "-p", "no:cacheprovider", "--timeout=300"]
@@ -113,10 +124,15 @@ def run_steps(
         for title in ("conformance", "benchmarks"):
             for name in selected:
                 number += 1
+                results = conformance if title == "conformance" else checks
+                if budget.spent(name):
+                    print(f"netharness [{number}/{total}] {title}: {name}: not run", flush=True)
+                    tests = suites if title == "conformance" else suites / "bench_net.py"
+                    record_step_not_run(title, name, results, tests, budget, args)
+                    continue
                 print(f"netharness [{number}/{total}] {title}: {name}", flush=True)
                 if title == "conformance":
                     pytest_args = [str(suites), f"--ignore={suites / 'bench_net.py'}", "-q", "-rfEs"]
-                    results = conformance
                     step_env = env
                 else:
                     pytest_args = [
@@ -128,7 +144,6 @@ def run_steps(
                         "-q",
                         *(["-k", "not batch256"] if args.quick else []),
                     ]
-                    results = checks
                     step_env = {**env, "NETHARNESS_BENCH_SECONDS": "0.2" if args.quick else "1.0"}
                     step_env[PEAK_ENV] = peak_once()
                     if args.quick:
@@ -139,6 +154,7 @@ def run_steps(
                     env=step_env,
                     seed=args.seed,
                     device=args.device,
+                    budget=budget,
                 )
                 steps.append((title, name, outcome))
                 if outcome.interrupted:
@@ -150,6 +166,21 @@ def run_steps(
     return steps, False
 
 
+STEP_CHECKS = {"conformance": "conformance", "benchmarks": "benchmark"}
+"""The check a step's single not-run record names (each benchmark test's check is ``benchmark``)."""
+
+
+def record_step_not_run(
+    title: str, name: str, results: Path, tests: Path, budget: CrashBudget, args: argparse.Namespace
+) -> None:
+    """One ``not_run`` record for a step not started because the backend's budget is spent (its
+    tests were never collected, so they cannot be named one by one)."""
+    test = {"test_id": str(tests), "backend": name, "check": STEP_CHECKS[title], "config": f"the whole {title} step"}
+    reason = f"{budget.reason(name)}; the {title} step was not started"
+    append_record(results, not_run_record(test, reason, seed=args.seed, device=args.device))
+    print(f"netharness: STOPPED: {reason}", flush=True)
+
+
 @functools.cache
 def peak_once() -> str:
     """This machine's CPU matmul peak, measured once per run and handed to every benchmark step,
@@ -159,13 +190,17 @@ def peak_once() -> str:
     return repr(measure_peak_gflops())
 
 
-def verdict_problems(steps: Steps, selected: list[str], *, strict: bool, interrupted: bool) -> list[str]:
-    """What makes the run fail beyond a failed check: crashes, dead processes, backends that ran nothing."""
+def verdict_problems(
+    steps: Steps, selected: list[str], *, strict: bool, interrupted: bool, stopped: dict[str, str]
+) -> list[str]:
+    """What makes the run fail beyond a failed check: crashes, dead processes, spent crash budgets,
+    backends that ran nothing."""
     problems = []
     for title, name, outcome in steps:
         problems += [f"{name}: {title} test {test} crashed the process" for test in outcome.crashed]
         if outcome.died_outside_a_test:
             problems.append(f"{name}: {title}: {outcome.died_outside_a_test}")
+    problems += [f"{name}: stopped: {reason}; its remaining tests were not run" for name, reason in stopped.items()]
     if strict:
         for name in selected:
             ran = sum(o.ran.get(name, 0) for title, n, o in steps if title == "conformance" and n == name)

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from harness.bench.settings import check_environment
-from harness.childprocess import SKIP_FROM_OPTION, honour_stop_requests
+from harness.budget import DEFAULT_CRASH_BUDGET
+from harness.childprocess import COLLECTED_OPTION, INCIDENTS_OPTION, SKIP_FROM_OPTION, honour_stop_requests
 from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS, unjudged_families
 from harness.conformance.checker import Checker, reproduce_command
 from harness.conformance.compare import ConformanceError
@@ -26,11 +27,13 @@ from harness.conformance.selectors import configuration
 from harness.contract.backend import Backend, Capability, supports
 from harness.errors import UsageError
 from harness.pytest_plugin import isolation, outcomes
+from harness.pytest_plugin.budget import BudgetKeeper
 from harness.pytest_plugin.recorder import ResultsRecorder
 from harness.pytest_plugin.state import DEFAULT_RESULTS, STATE_KEY, HarnessState, harness_state
 from harness.results import META
 
 RECORDER_KEY = pytest.StashKey[ResultsRecorder]()
+BUDGET_KEY = pytest.StashKey[BudgetKeeper]()
 PEAK_KEY = pytest.StashKey[float]()
 
 __all__ = ["Checker", "harness_state"]
@@ -60,16 +63,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"JSON-lines file of per-check results, errors and headroom (default: {DEFAULT_RESULTS})",
     )
     group.addoption(
+        "--crash-budget",
+        default=str(DEFAULT_CRASH_BUDGET),
+        metavar="K",
+        help="after K crashes or timeouts of one backend, record its remaining tests as not run"
+        f" (default: {DEFAULT_CRASH_BUDGET}; under -n, per worker)",
+    )
+    group.addoption(
         SKIP_FROM_OPTION,
         default=None,
         metavar="PATH",
         help="deselect the test ids listed in PATH, one per line (used by netharness to resume after a crash)",
+    )
+    group.addoption(
+        INCIDENTS_OPTION,
+        default=None,
+        metavar="PATH",
+        help="the crashes and timeouts so far, per backend (used by netharness to keep one crash budget per run)",
+    )
+    group.addoption(
+        COLLECTED_OPTION,
+        default=None,
+        metavar="PATH",
+        help="write the backends' collected tests to PATH (used by netharness to record tests not run)",
     )
 
 
 def _options_given(config: pytest.Config) -> bool:
     """Whether the command line asked for netharness (so the header is worth building)."""
     defaults = {"backend": [], "device": "cpu", "seed": "0", "strict_backends": False}
+    defaults["crash_budget"] = str(DEFAULT_CRASH_BUDGET)
     defaults["conformance_results"] = DEFAULT_RESULTS
     return any(config.getoption(name) != default for name, default in defaults.items())
 
@@ -85,6 +108,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.help or getattr(config.option, "version", False):
         return
     honour_stop_requests()
+    keeper = config.stash[BUDGET_KEY] = BudgetKeeper(config)
+    config.pluginmanager.register(keeper, "netharness-crash-budget")
     if not hasattr(config, "workerinput"):
         recorder = config.stash[RECORDER_KEY] = ResultsRecorder(config)
         config.pluginmanager.register(recorder, "netharness-results")
@@ -131,10 +156,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.strict and int(exitstatus) in (0, 1) and not session.shouldstop and not session.shouldfail:
         if (recorder.zero_check_backends() or unjudged(state)) and int(exitstatus) == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if recorder.crashed and int(session.exitstatus) == 0:
+    stopped = config.stash[BUDGET_KEY].stopped()
+    if (recorder.crashed or stopped) and int(session.exitstatus) == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.writer is not None:
-        state.writer.finish(exitstatus=int(session.exitstatus), interrupted=int(exitstatus) == 2)
+        state.writer.finish(
+            exitstatus=int(session.exitstatus), interrupted=int(exitstatus) == 2, stopped_backends=stopped
+        )
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness.budget import NOT_RUN, NOT_RUN_KEY
 from harness.conformance.catalogue import CHECKS
 from harness.pytest_plugin.state import harness_state
 from harness.results import META, RAN, CheckRecord, Measurement, first_line
@@ -43,7 +44,7 @@ class ResultsRecorder:
             if meta is not None:
                 self._write(report, meta, "crashed", first_line(str(report.longrepr), "the process died"), [])
             return
-        if meta is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
+        if meta is None or not is_recorded(report):
             return
         measurements = [Measurement(**m) for m in props.get(f"{META}.measurements", [])]
         self._write(report, meta, outcome_of(report), reason_of(report), measurements)
@@ -91,7 +92,14 @@ class ResultsRecorder:
         return [name for name in self._state().selected if self.ran[name] == 0]
 
 
+def is_recorded(report: pytest.TestReport) -> bool:
+    """Whether a backend's test's report is the one its check record is written from."""
+    return report.when == "call" or (report.when == "setup" and not report.passed)
+
+
 def outcome_of(report: pytest.TestReport) -> str:
+    if report.skipped and any(key == NOT_RUN_KEY for key, _ in report.user_properties):
+        return NOT_RUN
     xfail = hasattr(report, "wasxfail")
     if report.passed:
         return "xpassed" if xfail else "passed"

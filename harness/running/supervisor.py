@@ -7,6 +7,12 @@ record: its last started test that has no outcome is recorded as ``crashed``, na
 exit status, and a new child resumes after it with every finished test deselected. The
 supervisor writes the one ``run_end`` record.
 
+Each crash, and each test that pytest-timeout stopped, counts against its backend's crash
+budget (:mod:`harness.budget`), which the caller may share between steps. Once a backend's
+budget is spent, its remaining tests are recorded as ``not_run``: by the child, which skips
+them (a timeout spent it), or here, from the tests the child listed as collected (a crash
+spent it); a child is started again only for tests of other backends.
+
 SIGINT and SIGTERM stop the child with SIGINT (so it writes what finished) and mark the run
 interrupted; the same request arriving again while the run stops is ignored
 (:func:`terminate_as_interrupt`).
@@ -14,6 +20,7 @@ interrupted; the same request arriving again while the run stops is ignored
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,11 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.childprocess import SKIP_FROM_OPTION, SUPERVISED_ENV, Interrupted, RaiseOnce
-from harness.results import RAN, CheckRecord, append_record, read_records
+from harness.budget import NOT_RUN, CrashBudget, Incident, not_run_record, timeout_incident
+from harness.childprocess import (
+    COLLECTED_OPTION,
+    INCIDENTS_OPTION,
+    SKIP_FROM_OPTION,
+    SUPERVISED_ENV,
+    Interrupted,
+    RaiseOnce,
+)
+from harness.results import RAN, CheckRecord, append_record, append_records, read_records
 
-MAX_CRASHES = 50
-"""Crashes in one step before the supervisor gives up on resuming it."""
 EXIT_INTERRUPTED = 130
 STOP_GRACE_S = 60.0
 
@@ -45,6 +58,8 @@ class StepOutcome:
     """Per backend, the checks that ran (any outcome but a skip)."""
     interrupted: bool = False
     died_outside_a_test: str = ""
+    not_run: list[str] = field(default_factory=list)
+    """The tests recorded ``not_run`` because their backend's crash budget was spent."""
 
 
 @contextmanager
@@ -78,19 +93,34 @@ def describe_exit(code: int) -> str:
 
 
 def run_step(
-    pytest_args: list[str], results: Path, *, env: dict[str, str] | None = None, seed: int = 0, device: str = "cpu"
+    pytest_args: list[str],
+    results: Path,
+    *,
+    env: dict[str, str] | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    budget: CrashBudget | None = None,
 ) -> StepOutcome:
-    """Run pytest over ``pytest_args`` (which must not name the results file), resuming after crashes."""
+    """Run pytest over ``pytest_args`` (which must not name the results file), resuming after crashes.
+
+    ``budget`` counts crashes and timeouts per backend (a fresh default one if not given);
+    pass the same one to every step of a run.
+    """
+    budget = budget if budget is not None else CrashBudget()
     results.parent.mkdir(parents=True, exist_ok=True)
     results.touch()
     done: set[str] = set()
     outcome = StepOutcome(exit_code=0)
     with tempfile.TemporaryDirectory(prefix="netharness-skip-") as scratch:
-        skip_file = Path(scratch) / "skip.txt"
+        skip_file, incidents, collected = (Path(scratch) / name for name in ("skip.txt", "incidents.json", "tests"))
         while True:
             skip_file.write_text("\n".join(sorted(done)) + "\n", encoding="utf-8")
+            budget.save(incidents)
+            collected.unlink(missing_ok=True)
             offset = results.stat().st_size
             args = [*pytest_args, f"--conformance-results={results}", f"{SKIP_FROM_OPTION}={skip_file}"]
+            args += [f"--crash-budget={budget.limit}", f"{INCIDENTS_OPTION}={incidents}"]
+            args.append(f"{COLLECTED_OPTION}={collected}")
             code = _run_child(args, {**(env or {}), SUPERVISED_ENV: "1"}, outcome)
             records = read_records(results, offset)
             for record in records:
@@ -98,32 +128,70 @@ def run_step(
                     done.add(record["test_id"])
                     if record.get("outcome") in RAN:
                         outcome.ran[record["backend"]] = outcome.ran.get(record["backend"], 0) + 1
+                    if record.get("outcome") == NOT_RUN:
+                        outcome.not_run.append(record["test_id"])
+                    timeout = timeout_incident(record)
+                    if timeout is not None:
+                        budget.add(timeout)
             ended = next((r for r in records if r.get("kind") == "child_end"), None)
             if outcome.interrupted:
                 outcome.exit_code = EXIT_INTERRUPTED
                 return outcome
             if ended is not None:
-                outcome.exit_code = code if not outcome.crashed else max(code, 1)
+                outcome.exit_code = code if not (outcome.crashed or outcome.not_run) else max(code, 1)
                 return outcome
             started = [r for r in records if r.get("kind") == "started" and r["test_id"] not in done]
-            if not started or len(outcome.crashed) >= MAX_CRASHES:
-                what = "outside any test" if not started else f"{MAX_CRASHES} times; not resuming again"
-                outcome.died_outside_a_test = f"the pytest process died {what} ({describe_exit(code)})"
+            if not started:
+                outcome.died_outside_a_test = f"the pytest process died outside any test ({describe_exit(code)})"
                 outcome.exit_code = max(code, 1) if code >= 0 else 1
                 return outcome
             crashed = started[-1]
-            append_record(results, _crash_record(crashed, code, seed, device))
+            incident = Incident(crashed["backend"], "crash", describe_exit(code), crashed["test_id"])
+            spent = budget.add(incident)
+            append_record(results, _crash_record(crashed, code, seed, device, budget.limit if spent else 0))
             done.add(crashed["test_id"])
             outcome.crashed.append(crashed["test_id"])
             outcome.ran[crashed["backend"]] = outcome.ran.get(crashed["backend"], 0) + 1
-            print(
-                f"netharness: CRASHED: {crashed['test_id']} ({describe_exit(code)}); resuming after it",
-                file=sys.stderr,
-                flush=True,
-            )
+            left, stopped = _record_not_run(collected, results, done, budget, outcome, seed, device)
+            going_on = "" if left == 0 else "; resuming after it"
+            print(f"netharness: CRASHED: {crashed['test_id']} ({describe_exit(code)}){going_on}", file=sys.stderr)
+            for backend, count in stopped.items():
+                print(f"netharness: STOPPED: {budget.reason(backend)}; {count} tests not run", file=sys.stderr)
+            sys.stderr.flush()
+            if left == 0:  # every test left belonged to a backend whose budget is spent
+                outcome.exit_code = 1
+                return outcome
 
 
-def _crash_record(started: dict[str, Any], code: int, seed: int, device: str) -> dict[str, Any]:
+def _record_not_run(
+    collected: Path, results: Path, done: set[str], budget: CrashBudget, outcome: StepOutcome, seed: int, device: str
+) -> tuple[int | None, dict[str, int]]:
+    """Record as ``not_run`` the collected tests left of every backend whose budget is spent.
+
+    Returns how many collected tests are still left to run (None when the child listed none:
+    it died before its collection ended), and how many were recorded per backend. Tests of
+    no backend (the plugin checks) have no record and are not listed; they are not rerun
+    once no backend's test is left.
+    """
+    if not collected.exists():
+        return None, {}
+    tests = [json.loads(line) for line in collected.read_text(encoding="utf-8").splitlines() if line]
+    left = [test for test in tests if test["test_id"] not in done]
+    stopped = [test for test in left if budget.spent(test["backend"])]
+    append_records(
+        results, [not_run_record(test, budget.reason(test["backend"]), seed=seed, device=device) for test in stopped]
+    )
+    counts: dict[str, int] = {}
+    for test in stopped:
+        done.add(test["test_id"])
+        outcome.not_run.append(test["test_id"])
+        counts[test["backend"]] = counts.get(test["backend"], 0) + 1
+    return len(left) - len(stopped), counts
+
+
+def _crash_record(started: dict[str, Any], code: int, seed: int, device: str, spent: int) -> dict[str, Any]:
+    """``spent``: the budget this crash spent, or 0 when the backend's tests go on."""
+    after = f"the backend's crash budget ({spent}) is spent" if spent else "the run resumed after it"
     record = CheckRecord(
         backend=started["backend"],
         check=started["check"],
@@ -133,7 +201,7 @@ def _crash_record(started: dict[str, Any], code: int, seed: int, device: str) ->
         outcome="crashed",
         test_id=started["test_id"],
         seed=seed,
-        reason=f"the process died while running this test ({describe_exit(code)}); the run resumed after it",
+        reason=f"the process died while running this test ({describe_exit(code)}); {after}",
     )
     return record.to_json()
 
