@@ -138,6 +138,7 @@ def run_step(
                 outcome.exit_code = EXIT_INTERRUPTED
                 return outcome
             if ended is not None:
+                _record_unfinished(collected, results, done, outcome, code, seed, device)
                 outcome.exit_code = code if not (outcome.crashed or outcome.not_run) else max(code, 1)
                 return outcome
             started = [r for r in records if r.get("kind") == "started" and r["test_id"] not in done]
@@ -187,6 +188,27 @@ def _record_not_run(
         outcome.not_run.append(test["test_id"])
         counts[test["backend"]] = counts.get(test["backend"], 0) + 1
     return len(left) - len(stopped), counts
+
+
+def _record_unfinished(
+    collected: Path, results: Path, done: set[str], outcome: StepOutcome, code: int, seed: int, device: str
+) -> None:
+    """A run counts what it collected: each collected test the child ended without is recorded ``not_run``.
+
+    A child that ends early and cleanly (pytest.exit from backend code, a forged end record
+    followed by os._exit) would otherwise leave a shorter run that reads as complete.
+    """
+    if not collected.exists():
+        return
+    tests = [json.loads(line) for line in collected.read_text(encoding="utf-8").splitlines() if line]
+    left = [test for test in tests if test["test_id"] not in done]
+    reason = f"the pytest process ended ({describe_exit(code)}) before this test had an outcome; the run is partial"
+    append_records(results, [not_run_record(test, reason, seed=seed, device=device) for test in left])
+    for test in left:
+        done.add(test["test_id"])
+        outcome.not_run.append(test["test_id"])
+    if left:
+        print(f"netharness: PARTIAL: {len(left)} collected tests have no outcome ({reason})", file=sys.stderr)
 
 
 def _crash_record(started: dict[str, Any], code: int, seed: int, device: str, spent: int) -> dict[str, Any]:

@@ -1,0 +1,79 @@
+"""A run counts what it collected: a child that ends early, however cleanly, leaves its tests not run.
+
+A backend that wrote a forged ``child_end`` record into the results file and then called
+``os._exit(0)`` at its third test made a run look complete with two checks; now every
+collected test without an outcome is recorded ``not_run`` and the step fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.contract.manager import BUILTIN_PLUGINS
+from harness.running.supervisor import run_step
+from tests.helpers import install_plugin
+
+FORGER = """
+import json, os, sys
+import numpy as np
+from harness import Availability, Capability, hookimpl, oracle
+
+class Forger:
+    name = "forger"
+    version = "1"
+    capabilities = frozenset({Capability.FORWARD})
+    devices = ("cpu",)
+    dtypes = ("float64",)
+    calls = 0
+
+    def availability(self):
+        return Availability.ok()
+
+    def forward(self, spec, params, x, *, device, dtype):
+        Forger.calls += 1
+        if Forger.calls == 3:
+            results = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--conformance-results="))
+            with open(results, "a") as file:
+                file.write(json.dumps({"kind": "child_end", "time": 0, "exitstatus": 0}) + "\\n")
+            os._exit(0)
+        return oracle.forward(spec, params, x)
+
+@hookimpl
+def harness_backends():
+    return [Forger()]
+"""
+
+SUITE = """
+import pytest
+from harness import NetSpec, oracle
+from harness.net.testdata import random_images, random_params
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_forward_values(backend, dtype, device, k, rng, conformance):
+    spec = NetSpec()
+    params, x = random_params(spec, rng, dtype), random_images(spec, 2, rng, dtype)
+    got = backend.forward(spec, params, x, device=device, dtype=dtype)
+    conformance.close("logits", got, oracle.forward(spec, params, x))
+"""
+
+
+def test_a_forged_end_record_and_an_early_exit_leave_the_rest_not_run(
+    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(fake_site, "forger-plugin", "forger_plugin", FORGER)
+    (tmp_path / "test_suite.py").write_text(textwrap.dedent(SUITE))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake_site), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "r.jsonl"
+    outcome = run_step([str(tmp_path / "test_suite.py"), "-p", "no:cacheprovider", "-q", "--backend=forger"], results)
+    checks = [json.loads(line) for line in results.read_text().splitlines()]
+    found = {r["test_id"].split("[")[1]: r for r in checks if r.get("kind") == "check"}
+    assert [found[f"forger-float64-{k}]"]["outcome"] for k in range(1, 6)] == ["passed"] * 2 + ["not_run"] * 3
+    assert "before this test had an outcome; the run is partial" in found["forger-float64-4]"]["reason"]
+    assert outcome.exit_code == 1 and len(outcome.not_run) == 3
