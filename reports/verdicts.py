@@ -113,6 +113,8 @@ class Verdict:
             status = "no conformance results"
         else:
             status = "conforms" if self.ran else "ran no check"
+        if self.stopped and status == "conforms":  # a partial run never says it conforms
+            return f"partial: {self.ran} ran, no failure so far"
         return f"partial: {status}" if self.stopped else status
 
     @property
@@ -206,10 +208,15 @@ def _verdict(data: ReportData, backend: str, machine: str, records: pd.DataFrame
 
 
 def _stopped(data: ReportData, backend: str, machine: str, records: pd.DataFrame) -> str:
-    """Why the crash budget stopped ``backend``: its run's run_end says; else its first not-run record."""
+    """Why ``backend``'s results are partial: the crash budget stopped it (its run's run_end says),
+    its run did not finish or was interrupted, or it has not-run records; '' when they are complete."""
     for run in data.results.conformance:
         if backend in run.stopped and (not machine or run.machine == machine):
             return run.stopped[backend]
+    for run in data.results.conformance:
+        mine = any(check.get("backend") == backend for check in run.checks)
+        if mine and run.partial and (not machine or run.machine == machine):
+            return "the run did not finish" if run.end is None else "the run was interrupted"
     not_run = records[records["outcome"] == NOT_RUN]
     return not_run_reason(str(not_run["reason"].iloc[0])) if not not_run.empty else ""
 
