@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,6 +135,8 @@ class ResultsWriter:
         self.path = path
         self.supervised = os.environ.get(SUPERVISED_ENV) == "1"
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.supervised:
+            quarantine_torn_tail(path)
         self._file: TextIO | None = path.open("a" if self.supervised else "w", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
@@ -210,7 +213,45 @@ def append_records(path: Path, records: list[dict[str, Any]]) -> None:
     """Append records, each a whole line, on disk (one sync for them all) before this returns."""
     if not records:
         return
+    quarantine_torn_tail(path)
     with path.open("a", encoding="utf-8") as file:
         file.write("".join(json.dumps(record, default=_jsonable, allow_nan=True) + "\n" for record in records))
         file.flush()
         os.fsync(file.fileno())
+
+
+TORN_SUFFIX = ".torn"
+
+
+def quarantine_torn_tail(path: Path) -> str:
+    """Move a last line cut off mid-write (a process killed while writing it) out of the results file.
+
+    Appending after it would glue the next record onto it and make that line invalid JSON,
+    so the whole file unreadable. The fragment goes to ``<path>.torn`` with a warning; the
+    records before it are untouched. Returns the fragment ('' when the file ends whole).
+    """
+    if not path.exists():
+        return ""
+    with path.open("rb+") as file:
+        size = file.seek(0, os.SEEK_END)
+        if size == 0:
+            return ""
+        file.seek(size - 1)
+        if file.read(1) == b"\n":
+            return ""
+        file.seek(0)
+        data = file.read()
+        cut = data.rfind(b"\n") + 1
+        file.truncate(cut)
+        file.flush()
+        os.fsync(file.fileno())
+    torn = data[cut:]
+    with open(str(path) + TORN_SUFFIX, "ab") as quarantine:
+        quarantine.write(torn + b"\n")
+    print(
+        f"netharness: warning: {path} ended in a record cut off mid-write ({len(torn)} bytes); moved it to"
+        f" {path}{TORN_SUFFIX}, every whole record is kept",
+        file=sys.stderr,
+        flush=True,
+    )
+    return torn.decode("utf-8", "replace")

@@ -77,3 +77,50 @@ def test_a_forged_end_record_and_an_early_exit_leave_the_rest_not_run(
     assert [found[f"forger-float64-{k}]"]["outcome"] for k in range(1, 6)] == ["passed"] * 2 + ["not_run"] * 3
     assert "before this test had an outcome; the run is partial" in found["forger-float64-4]"]["reason"]
     assert outcome.exit_code == 1 and len(outcome.not_run) == 3
+
+
+TEARS = """
+import os, sys
+from harness import Availability, Capability, hookimpl, oracle
+
+class Tears:
+    name = "tears"
+    version = "1"
+    capabilities = frozenset({Capability.FORWARD})
+    devices = ("cpu",)
+    dtypes = ("float64",)
+
+    def availability(self):
+        return Availability.ok()
+
+    def forward(self, spec, params, x, *, device, dtype):
+        if os.environ.get("TORN_ONCE") and not os.path.exists(os.environ["TORN_ONCE"]):
+            open(os.environ["TORN_ONCE"], "w").close()
+            results = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--conformance-results="))
+            with open(results, "a") as file:
+                file.write('{"kind": "check", "backend": "tea')  # half a record, no newline
+            os._exit(1)
+        return oracle.forward(spec, params, x)
+
+@hookimpl
+def harness_backends():
+    return [Tears()]
+"""
+
+
+def test_one_torn_record_is_quarantined_and_costs_no_other_record(
+    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reports.load import load_results
+
+    install_plugin(fake_site, "tears-plugin", "tears_plugin", TEARS)
+    (tmp_path / "test_suite.py").write_text(textwrap.dedent(SUITE))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake_site), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
+    monkeypatch.setenv("TORN_ONCE", str(tmp_path / "torn-once"))
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "r.jsonl"
+    outcome = run_step([str(tmp_path / "test_suite.py"), "-p", "no:cacheprovider", "-q", "--backend=tears"], results)
+    assert outcome.crashed and (tmp_path / "r.jsonl.torn").read_text() == '{"kind": "check", "backend": "tea\n'
+    (run,) = load_results([results]).conformance  # every line is whole JSON again
+    assert sorted(c["outcome"] for c in run.checks) == ["crashed", "passed", "passed", "passed", "passed"]
