@@ -380,3 +380,39 @@ def test_a_main_job_stopped_by_timeout_still_writes_a_partial_report(tmp_path: P
 
 def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+def test_a_supervisor_killed_outright_takes_its_pytest_child_with_it(tmp_path: Path, fake_site: Path) -> None:
+    """kill -9 of the supervisor: its child gets the parent-death signal instead of running on beside the next run."""
+    import signal
+    import time
+
+    process, child, _ = start_slow_supervised_run(tmp_path, fake_site, "default")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)  # waiting for an event, not timing anything: the bound only ends a hang
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the pytest child outlived its supervisor")
+
+
+def test_a_group_sigint_to_a_run_started_with_sigint_ignored_stops_the_whole_run(
+    tmp_path: Path, fake_site: Path
+) -> None:
+    """A script's `netharness run ... &` ignores SIGINT, its child does not: a Ctrl-C to the group
+    stops the child, and the supervisor must then stop too and say interrupted, not carry on."""
+    import signal
+
+    process, child, results = start_slow_supervised_run(tmp_path, fake_site, "ignored")
+    try:
+        os.kill(child, signal.SIGINT)  # what the group's SIGINT does to the child; the supervisor ignores its own
+        assert process.wait(timeout=90) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    child_gone_and_ended(child, results)

@@ -20,6 +20,7 @@ interrupted; the same request arriving again while the run stops is ignored
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -137,6 +138,13 @@ def run_step(
             if outcome.interrupted:
                 outcome.exit_code = EXIT_INTERRUPTED
                 return outcome
+            if ended is not None and ended.get("interrupted"):
+                # The child was stopped by a signal the supervisor did not see (a SIGINT to the
+                # process group of a run started with SIGINT ignored): the whole run stops.
+                print("netharness: the pytest process was interrupted; stopping the run", file=sys.stderr, flush=True)
+                outcome.interrupted = True
+                outcome.exit_code = EXIT_INTERRUPTED
+                return outcome
             if ended is not None:
                 _record_unfinished(collected, results, done, outcome, code, seed, device)
                 outcome.exit_code = code if not (outcome.crashed or outcome.not_run) else max(code, 1)
@@ -235,7 +243,9 @@ pytest-benchmark then times nothing), so a run started from inside a worker's te
 
 def _run_child(args: list[str], env: dict[str, str], outcome: StepOutcome) -> int:
     inherited = {k: v for k, v in os.environ.items() if k not in XDIST_WORKER_ENV}
-    process = subprocess.Popen([sys.executable, "-m", "pytest", *args], env={**inherited, **env})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *args], env={**inherited, **env}, preexec_fn=_die_with_parent
+    )
     try:
         return process.wait()
     except KeyboardInterrupt as stop:
@@ -243,6 +253,17 @@ def _run_child(args: list[str], env: dict[str, str], outcome: StepOutcome) -> in
         why = stop.args[0] if isinstance(stop, Interrupted) else "SIGINT"
         print(f"netharness: {why}: stopping; every finished check is kept", file=sys.stderr, flush=True)
         return _stop(process)
+
+
+def _die_with_parent() -> None:
+    """In the child, before pytest starts: SIGKILL it when the supervisor dies (Linux's parent-death
+    signal), so a ``kill -9`` of the supervisor leaves no pytest process running beside the next run."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def _stop(process: subprocess.Popen[bytes]) -> int:
