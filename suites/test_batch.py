@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from harness import NetSpec
+from harness.conformance.catalogue import FULL_PRECISIONS
 from harness.contract.backend import Backend, Capability, supports
 from harness.net.testdata import SMALL_BATCH, data_away_from_kinks, random_images, random_params, random_target
 from harness.pytest_plugin import Checker
@@ -77,11 +78,18 @@ def test_nonfinite_sample_isolated(
 
     Sample 1 of :data:`SMALL_BATCH` gets NaN, then +inf, then -inf at one pixel; the other samples' results are
     compared with those of the same call without it (``forward_values``' and ``gradients``'
-    tolerances). What the poisoned sample itself gives is not checked; that the input is left
-    as given, NaN included, is.
+    tolerances). The input gradients are compared at float32 and float64, on data clear of
+    every kink (:func:`~harness.net.testdata.data_away_from_kinks`); at a reduced precision a
+    kink lies within the rounding of many values, and a gradient may legitimately take the
+    other branch, so there they need only be finite. What the poisoned sample itself gives is
+    not checked; that the input is left as given, NaN included, is.
     """
     spec = NetSpec()
-    params, x = data_away_from_kinks(spec, BATCH, rng, dtype)
+    compare_gradients = dtype in FULL_PRECISIONS
+    if compare_gradients:
+        params, x = data_away_from_kinks(spec, BATCH, rng, dtype)
+    else:
+        params, x = random_params(spec, rng, dtype), random_images(spec, BATCH, rng, dtype)
     target = random_target(spec, "cross_entropy", BATCH, rng, dtype)
     others = [i for i in range(BATCH) if i != POISONED]
     run = {"device": device, "dtype": dtype}
@@ -116,11 +124,12 @@ def test_nonfinite_sample_isolated(
             )
             grad = np.asarray(dirty_grads["input"])[others]
             require_finite("input gradients", grad)
-            conformance.close(
-                f"other samples' d cross_entropy / d input with {what}",
-                grad,
-                clean_grad[others],
-                tolerance=conformance.tolerance("gradients"),
-            )
+            if compare_gradients:
+                conformance.close(
+                    f"other samples' d cross_entropy / d input with {what}",
+                    grad,
+                    clean_grad[others],
+                    tolerance=conformance.tolerance("gradients"),
+                )
         if not np.array_equal(poisoned, given, equal_nan=True):
             conformance.fail(f"with {what}, the backend modified its input images")

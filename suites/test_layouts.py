@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from harness import NetSpec
+from harness.conformance.catalogue import FULL_PRECISIONS
 from harness.contract.backend import Backend, Capability, supports
 from harness.net.testdata import SMALL_BATCH, data_away_from_kinks, random_images, random_params, random_target
 from harness.pytest_plugin import Checker
@@ -63,10 +64,19 @@ def test_input_layouts(
 
     The logits (and, where declared, the loss, every gradient and the parameters after one
     SGD step) are compared with those of the same call on C-contiguous, writable arrays, at
-    the check's tolerance: nothing but the layout differs.
+    the check's tolerance: nothing but the layout differs. Gradients and steps are compared at
+    float32 and float64, on data clear of every kink
+    (:func:`~harness.net.testdata.data_away_from_kinks`); at a reduced precision a kink lies
+    within the rounding of many values, and a gradient may legitimately take the other branch
+    in another layout's kernel, so there they are only called (an exception is the finding).
+    Logits and the loss are continuous across kinks and compared at every precision.
     """
     spec = NetSpec()
-    params, x = data_away_from_kinks(spec, SMALL_BATCH, rng, dtype)
+    compare_gradients = dtype in FULL_PRECISIONS
+    if compare_gradients:
+        params, x = data_away_from_kinks(spec, SMALL_BATCH, rng, dtype)
+    else:
+        params, x = random_params(spec, rng, dtype), random_images(spec, SMALL_BATCH, rng, dtype)
     target = random_target(spec, "sse", SMALL_BATCH, rng, dtype)
     run: dict[str, Any] = {"device": device, "dtype": dtype}
     expected = np.asarray(backend.forward(spec, params, x, **run), np.float64)
@@ -95,11 +105,11 @@ def test_input_layouts(
         if grads is not None:
             tolerance = conformance.tolerance("gradients")
             conformance.close(f"loss, {what}", np.asarray(value), np.asarray(grads[0], np.float64), tolerance=tolerance)
-            for name, reference in grads[1].items():
+            for name, reference in grads[1].items() if compare_gradients else ():
                 conformance.close(
                     f"d sse/d{name}, {what}", moved_grads[name], np.asarray(reference, np.float64), tolerance=tolerance
                 )
-        if train is not None:
+        if train is not None and compare_gradients:
             for name, reference in train.items():
                 conformance.close(
                     f"{name} after a step, {what}",
