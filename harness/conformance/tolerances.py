@@ -15,6 +15,7 @@ that the report shows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,26 @@ def default_tolerance(check: str, dtype: str, config: Mapping[str, Any] | None =
     batch = int(config.get("batch", DEFAULT_BATCH))
     bound = derived_bound(check, dtype, spec, batch) + derived_bound(check, "float64", spec, batch)
     return Tolerance(rtol=SAFETY * bound, atol=SAFETY * bound)
+
+
+def two_results(tolerance: Tolerance) -> Tolerance:
+    """The tolerance between two results that are each within ``tolerance`` of one exact value.
+
+    A check that compares a backend with itself (another batch size, another layout, another
+    call) has no exact value at hand, and its two results may take different kernels that
+    round differently. If each is within ``r |e| + t max|e|`` of the exact ``e``, they are
+    within ``2r/(1-r) |b| + 2t/((1-r)(1-r-t)) max|b|`` of each other, written relative to
+    either one, ``b``: about twice the tolerance.
+    """
+    r, t = tolerance.rtol, tolerance.atol
+    if r + t >= 1:
+        return Tolerance(rtol=math.inf, atol=math.inf, reason=tolerance.reason, source=tolerance.source)
+    return Tolerance(
+        rtol=2 * r / (1 - r),
+        atol=2 * t / ((1 - r) * (1 - r - t)),
+        reason=f"{tolerance.reason}, between two results",
+        source=tolerance.source,
+    )
 
 
 # Activation values are compared elementwise in units in the last place of the backend's
