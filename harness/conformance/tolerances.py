@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from harness.net.bounds import backward_bound, forward_bound
 from harness.net.precision import PRECISIONS, SAFETY, gamma
 from harness.net.spec import NetSpec
@@ -74,6 +76,26 @@ def default_tolerance(check: str, dtype: str, config: Mapping[str, Any] | None =
     batch = int(config.get("batch", DEFAULT_BATCH))
     bound = derived_bound(check, dtype, spec, batch) + derived_bound(check, "float64", spec, batch)
     return Tolerance(rtol=SAFETY * bound, atol=SAFETY * bound)
+
+
+def loss_rounding(spec: NetSpec, params: Mapping[str, Any], x: Any, target: Any, loss: str) -> float:
+    """How far a correct float64 backend's loss may lie from the exact one, whatever order it sums in.
+
+    In the tolerance model the logits are within ``B (max|z| + |z|)`` of exact (``B`` the
+    float64 forward bound), and the loss moves by at most ``|dL/dz|`` times that; its own
+    sum and rounding add ``gamma_{N classes} + u`` of the sum of its terms, which is the loss
+    itself (every term is non-negative). A central difference ``(L(p+h) - L(p-h)) / 2h`` of
+    a backend's loss is off by up to this over ``h`` from rounding alone, evaluated at ``p``
+    (it changes by a relative O(h) between ``p + h`` and ``p - h``).
+    """
+    from harness.net import oracle
+
+    p = PRECISIONS["float64"]
+    logits = oracle.forward(spec, {k: np.asarray(v, np.float64) for k, v in params.items()}, np.asarray(x, np.float64))
+    slope = np.abs(oracle.loss_grad(loss, logits, target))
+    moved = forward_bound(spec, p) * float(np.sum(slope * (np.max(np.abs(logits)) + np.abs(logits))))
+    own = (gamma(logits.size, p.accumulate_roundoff) + p.unit_roundoff) * abs(oracle.loss(loss, logits, target))
+    return SAFETY * (moved + own)
 
 
 def two_results(tolerance: Tolerance) -> Tolerance:
