@@ -174,6 +174,9 @@ def test_relu_subgradient_at_zero(backend: Backend, dtype: str, device: str, con
 
     A zero image with zero biases, the spec's init, makes every pre-activation exactly 0, so
     a backward pass that uses relu'(0) = 1 (a mask of x >= 0) sends gradient where none goes.
+    Exact by construction: every product is +-0 and so is every partial sum, in any order,
+    so every machine's pre-activations are exactly 0 (asserted on the oracle's). Every
+    gradient is then exactly 0 but fc3's bias (a sum of softmax - onehot over the batch).
     """
     spec = NetSpec()
     params = random_params(spec, np.random.default_rng(11), dtype)
@@ -182,6 +185,9 @@ def test_relu_subgradient_at_zero(backend: Backend, dtype: str, device: str, con
             params[name] = np.zeros_like(params[name])
     x = np.zeros((SMALL_BATCH, spec.in_channels, spec.height, spec.width), dtype)
     target = np.arange(1, 3 * SMALL_BATCH, 3) % spec.num_classes
+    layers = oracle.forward_layers(spec, as_float64(params), x.astype(np.float64))
+    for name in [*spec.conv_names, *spec.linear_names[:-1]]:
+        assert not np.any(layers[name]), f"{name}: the data's pre-activations are not all exactly 0"
     _, grads = backend.gradients(spec, params, x, target, loss="cross_entropy", device=device, dtype=dtype)
     _, expected = oracle.gradients(spec, as_float64(params), x.astype(np.float64), target, "cross_entropy")
     for name, reference in expected.items():
