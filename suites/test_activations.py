@@ -6,6 +6,7 @@ ReLU max(0, x). Derivatives: s(1-s), 1-t^2, and 1 for x > 0 else 0 (relu'(0) = 0
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -26,21 +27,37 @@ def grid(dtype: str) -> np.ndarray:
     return x.astype(dtype)
 
 
-def ulp_error(actual: np.ndarray, expected: np.ndarray, dtype: str) -> np.ndarray:
-    """|actual - expected| in units of the dtype's spacing at the expected value."""
-    rounded = expected.astype(dtype)
-    spacing = np.spacing(np.abs(rounded)).astype(np.float64)
-    return np.abs(actual.astype(np.float64) - expected) / spacing
+@functools.cache
+def exact(name: str, dtype: str) -> oracle.ExactActivation:
+    """The activation and its derivative on the dtype's grid, exact to ~40 digits (once per process: it is slow).
+
+    Exact, not the float64 oracle: the oracle's own exp and expm1 are a few float64 ulps off,
+    by amounts that depend on the machine's libm and SIMD kernels, and at float64 that error
+    would be charged to the backend.
+    """
+    return oracle.activation_exact(name, grid(dtype))
+
+
+def ulp_error(actual: np.ndarray, hi: np.ndarray, lo: np.ndarray, dtype: str) -> np.ndarray:
+    """|actual - (hi + lo)| in units of the dtype's spacing at the exact value hi + lo."""
+    spacing = np.spacing(np.abs(hi.astype(dtype))).astype(np.float64)
+    return np.abs((actual.astype(np.float64) - hi) - lo) / spacing
 
 
 @pytest.mark.requires("activations")
 @pytest.mark.parametrize("name", NAMES)
 def test_activation_values(backend: Backend, dtype: str, name: str, conformance: Checker) -> None:
-    """Values against the oracle, measured in ULPs of the backend's dtype."""
+    """Values against the exact ones, measured in ULPs of the backend's dtype.
+
+    8 ulp is the spec's accuracy contract for each function: IEEE 754 recommends but does
+    not require correctly rounded tanh and exp, so no machine promises a bound for every
+    libm, and the contract is one that every implementation measured meets with room.
+    """
     x = grid(dtype)
     actual = backend.activation(name, x)
-    expected = oracle.activation(name, x.astype(np.float64))
-    ulps = ulp_error(actual, expected, dtype)
+    reference = exact(name, dtype)
+    expected = reference.value
+    ulps = ulp_error(actual, expected, reference.value_lo, dtype)
     worst = int(np.argmax(ulps))
     conformance.record(
         Measurement(
@@ -86,14 +103,15 @@ def derivative_error_unit(name: str, x: np.ndarray, dtype: str) -> np.ndarray:
 @pytest.mark.requires("activations")
 @pytest.mark.parametrize("name", NAMES)
 def test_activation_derivatives(backend: Backend, dtype: str, name: str, conformance: Checker) -> None:
-    """The elementwise derivative against the oracle's, elementwise, in units of its rounding error."""
+    """The elementwise derivative against the exact one, elementwise, in units of its rounding error."""
     x = grid(dtype)
     x64 = x.astype(np.float64)
     actual = np.asarray(backend.activation_grad(name, x))
-    expected = oracle.activation_grad(name, x64)
+    reference = exact(name, dtype)
+    expected = reference.derivative
     if actual.shape != x.shape:
         conformance.fail(f"{name}' returned shape {actual.shape} for {x.shape}")
-    error = np.abs(actual.astype(np.float64) - expected)
+    error = np.abs((actual.astype(np.float64) - expected) - reference.derivative_lo)
     unit = derivative_error_unit(name, x64, dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
         units = np.where(unit > 0, error / unit, np.where(error > 0, np.inf, 0.0))

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from harness import NetSpec
+from harness.conformance.catalogue import FULL_PRECISIONS
+from harness.conformance.tolerances import two_results
 from harness.contract.backend import Backend, Capability, supports
 from harness.net.testdata import SMALL_BATCH, data_away_from_kinks, random_images, random_params, random_target
 from harness.pytest_plugin import Checker
@@ -38,13 +40,15 @@ def test_batch_independence(
     One pool of 256 images: the batch of size n is its first n rows, so a row is computed
     at every batch size that holds it. Each batch is compared, row for row, with the first n
     rows of the batch of 256, and the rows of :func:`rows_computed_alone` with their
-    batch-of-1 results, at ``forward_values``' tolerance (a different batch size may take
-    another kernel, which rounds differently).
+    batch-of-1 results. A different batch size may take another kernel, which sums in
+    another order and rounds differently: each result is within ``forward_values``'
+    tolerance of the exact logits, so two of them are within twice it of each other
+    (:func:`~harness.conformance.tolerances.two_results`), whatever the kernels.
     """
     spec = NetSpec()
     params = random_params(spec, rng, dtype)
     pool = random_images(spec, max(BATCHES), rng, dtype)
-    tolerance = conformance.tolerance("forward_values")
+    tolerance = two_results(conformance.tolerance("forward_values"))
 
     def logits(n: int, rows: slice) -> np.ndarray:
         # A copy: a backend that hands out one buffer twice fails outputs_not_aliased, not this check.
@@ -76,12 +80,20 @@ def test_nonfinite_sample_isolated(
     """A NaN or infinite pixel in one sample leaves every other sample's logits and input gradient finite and unchanged.
 
     Sample 1 of :data:`SMALL_BATCH` gets NaN, then +inf, then -inf at one pixel; the other samples' results are
-    compared with those of the same call without it (``forward_values``' and ``gradients``'
-    tolerances). What the poisoned sample itself gives is not checked; that the input is left
-    as given, NaN included, is.
+    compared with those of the same call without it, at twice ``forward_values``' and
+    ``gradients``' tolerances (:func:`~harness.conformance.tolerances.two_results`: each call is within
+    the tolerance of the exact values). The input gradients are compared at float32 and
+    float64, on data clear of every kink (:func:`~harness.net.testdata.data_away_from_kinks`); at
+    a reduced precision a kink lies within the rounding of many values, and a gradient may
+    legitimately take the other branch, so there they need only be finite. What the poisoned
+    sample itself gives is not checked; that the input is left as given, NaN included, is.
     """
     spec = NetSpec()
-    params, x = data_away_from_kinks(spec, BATCH, rng, dtype)
+    compare_gradients = dtype in FULL_PRECISIONS
+    if compare_gradients:
+        params, x = data_away_from_kinks(spec, BATCH, rng, dtype)
+    else:
+        params, x = random_params(spec, rng, dtype), random_images(spec, BATCH, rng, dtype)
     target = random_target(spec, "cross_entropy", BATCH, rng, dtype)
     others = [i for i in range(BATCH) if i != POISONED]
     run = {"device": device, "dtype": dtype}
@@ -108,7 +120,7 @@ def test_nonfinite_sample_isolated(
             f"other samples' logits with {what}",
             dirty[others],
             clean[others],
-            tolerance=conformance.tolerance("forward_values"),
+            tolerance=two_results(conformance.tolerance("forward_values")),
         )
         if backward:
             _, dirty_grads = backend.gradients(  # type: ignore[attr-defined]
@@ -116,11 +128,12 @@ def test_nonfinite_sample_isolated(
             )
             grad = np.asarray(dirty_grads["input"])[others]
             require_finite("input gradients", grad)
-            conformance.close(
-                f"other samples' d cross_entropy / d input with {what}",
-                grad,
-                clean_grad[others],
-                tolerance=conformance.tolerance("gradients"),
-            )
+            if compare_gradients:
+                conformance.close(
+                    f"other samples' d cross_entropy / d input with {what}",
+                    grad,
+                    clean_grad[others],
+                    tolerance=two_results(conformance.tolerance("gradients")),
+                )
         if not np.array_equal(poisoned, given, equal_nan=True):
             conformance.fail(f"with {what}, the backend modified its input images")

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from harness import NetSpec
+from harness.conformance.catalogue import FULL_PRECISIONS
+from harness.conformance.tolerances import two_results
 from harness.contract.backend import Backend, Capability, supports
 from harness.net.testdata import SMALL_BATCH, data_away_from_kinks, random_images, random_params, random_target
 from harness.pytest_plugin import Checker
@@ -62,11 +64,22 @@ def test_input_layouts(
     """Images, parameters and targets in each layout of :data:`LAYOUTS` give the C-contiguous results.
 
     The logits (and, where declared, the loss, every gradient and the parameters after one
-    SGD step) are compared with those of the same call on C-contiguous, writable arrays, at
-    the check's tolerance: nothing but the layout differs.
+    SGD step) are compared with those of the same call on C-contiguous, writable arrays.
+    Another layout may take another kernel, which sums in another order: each result is
+    within its check's tolerance of the exact value, so the two are compared at twice it
+    (:func:`~harness.conformance.tolerances.two_results`). Gradients and steps are compared at float32
+    and float64, on data clear of every kink (:func:`~harness.net.testdata.data_away_from_kinks`);
+    at a reduced precision a kink lies within the rounding of many values, and a gradient
+    may legitimately take the other branch, so there they are only called (an exception is
+    the finding). Logits and the loss are continuous across kinks and compared at every
+    precision.
     """
     spec = NetSpec()
-    params, x = data_away_from_kinks(spec, SMALL_BATCH, rng, dtype)
+    compare_gradients = dtype in FULL_PRECISIONS
+    if compare_gradients:
+        params, x = data_away_from_kinks(spec, SMALL_BATCH, rng, dtype)
+    else:
+        params, x = random_params(spec, rng, dtype), random_images(spec, SMALL_BATCH, rng, dtype)
     target = random_target(spec, "sse", SMALL_BATCH, rng, dtype)
     run: dict[str, Any] = {"device": device, "dtype": dtype}
     expected = np.asarray(backend.forward(spec, params, x, **run), np.float64)
@@ -91,21 +104,22 @@ def test_input_layouts(
                 )
         except Exception as exc:  # any exception is the finding
             conformance.fail(f"with {what}, the backend raised {type(exc).__name__}: {exc}")
-        conformance.close(f"logits, {what}", out, expected, tolerance=conformance.tolerance("forward_values"))
+        logits_tolerance = two_results(conformance.tolerance("forward_values"))
+        conformance.close(f"logits, {what}", out, expected, tolerance=logits_tolerance)
         if grads is not None:
-            tolerance = conformance.tolerance("gradients")
+            tolerance = two_results(conformance.tolerance("gradients"))
             conformance.close(f"loss, {what}", np.asarray(value), np.asarray(grads[0], np.float64), tolerance=tolerance)
-            for name, reference in grads[1].items():
+            for name, reference in grads[1].items() if compare_gradients else ():
                 conformance.close(
                     f"d sse/d{name}, {what}", moved_grads[name], np.asarray(reference, np.float64), tolerance=tolerance
                 )
-        if train is not None:
+        if train is not None and compare_gradients:
             for name, reference in train.items():
                 conformance.close(
                     f"{name} after a step, {what}",
                     stepped[name],
                     np.asarray(reference, np.float64),
-                    tolerance=conformance.tolerance("train_step"),
+                    tolerance=two_results(conformance.tolerance("train_step")),
                 )
 
 

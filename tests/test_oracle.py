@@ -5,6 +5,7 @@ backends/, so a bug in a backend cannot hide a bug in the oracle or the other wa
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -255,6 +256,41 @@ def test_activation_matches_high_precision(name):
     expected = np.array([exact(float(v)) for v in x])
     np.testing.assert_allclose(oracle.activation(name, x), expected[:, 0], rtol=RTOL_ACT, atol=1e-320)
     np.testing.assert_allclose(oracle.activation_grad(name, x), expected[:, 1], rtol=RTOL_ACT, atol=1e-320)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
+def test_exact_activation_is_the_correctly_rounded_value_and_its_remainder(name):
+    """activation_exact's hi is 60-digit mpmath rounded to float64; hi + lo is it to ~1e-32, derivatives too."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 60
+    x = _activation_inputs()
+    x = np.concatenate([x[np.isfinite(x)], [1e-30, -1e-30, 2e-300, 79.5, -79.5]])
+    exact = oracle.activation_exact(name, x)
+
+    def reference(v: float) -> tuple[Any, Any]:
+        m = mpmath.mpf(v)
+        if name == "relu":
+            return max(m, 0), mpmath.mpf(int(v > 0))
+        if name == "tanh":
+            return mpmath.tanh(m), mpmath.sech(m) ** 2
+        return 1 / (1 + mpmath.exp(-m)), 1 / (1 + mpmath.exp(-m)) / (1 + mpmath.exp(m))
+
+    for i, v in enumerate(x):
+        for hi, lo, want in zip(
+            (exact.value[i], exact.derivative[i]), (exact.value_lo[i], exact.derivative_lo[i]), reference(float(v))
+        ):
+            assert hi == float(want), (name, v)
+            if abs(want) > 1e-280:  # below, lo is subnormal or 0 (tanh'(709) underflows float64)
+                assert abs(mpmath.mpf(hi) + mpmath.mpf(lo) - want) <= 1e-31 * abs(want), (name, v)
+    if name == "tanh":
+        assert np.signbit(oracle.activation_exact(name, np.array([-0.0])).value[0])  # tanh(-0) = -0
+    # The float64 oracle agrees to a few ulps: the exact reference is for what those ulps decide.
+    np.testing.assert_allclose(oracle.activation(name, x), exact.value, rtol=4 * np.finfo(float).eps, atol=1e-320)
+
+
+def test_exact_activation_takes_finite_x_only():
+    with pytest.raises(SpecError, match="finite"):
+        oracle.activation_exact("tanh", np.array([np.inf]))
 
 
 @pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])

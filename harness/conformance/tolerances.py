@@ -15,9 +15,12 @@ that the report shows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from harness.net.bounds import backward_bound, forward_bound
 from harness.net.precision import PRECISIONS, SAFETY, gamma
@@ -75,6 +78,47 @@ def default_tolerance(check: str, dtype: str, config: Mapping[str, Any] | None =
     return Tolerance(rtol=SAFETY * bound, atol=SAFETY * bound)
 
 
+def loss_rounding(spec: NetSpec, params: Mapping[str, Any], x: Any, target: Any, loss: str) -> float:
+    """How far a correct float64 backend's loss may lie from the exact one, whatever order it sums in.
+
+    In the tolerance model the logits are within ``B (max|z| + |z|)`` of exact (``B`` the
+    float64 forward bound), and the loss moves by at most ``|dL/dz|`` times that; its own
+    sum and rounding add ``gamma_{N classes} + u`` of the sum of its terms, which is the loss
+    itself (every term is non-negative). A central difference ``(L(p+h) - L(p-h)) / 2h`` of
+    a backend's loss is off by up to this over ``h`` from rounding alone, evaluated at ``p``
+    (it changes by a relative O(h) between ``p + h`` and ``p - h``).
+    """
+    from harness.net import oracle
+
+    p = PRECISIONS["float64"]
+    logits = oracle.forward(spec, {k: np.asarray(v, np.float64) for k, v in params.items()}, np.asarray(x, np.float64))
+    slope = np.abs(oracle.loss_grad(loss, logits, target))
+    moved = forward_bound(spec, p) * float(np.sum(slope * (np.max(np.abs(logits)) + np.abs(logits))))
+    own = (gamma(logits.size, p.accumulate_roundoff) + p.unit_roundoff) * abs(oracle.loss(loss, logits, target))
+    return SAFETY * (moved + own)
+
+
+def two_results(tolerance: Tolerance) -> Tolerance:
+    """The tolerance between two results that are each within ``tolerance`` of one exact value.
+
+    A check that compares a backend with itself (another batch size, another layout, another
+    call) has no exact value at hand, and its two results may take different kernels that
+    round differently. If each is within ``r |e| + t max|e|`` of the exact ``e``, they are
+    within ``2r/(1-r) |b| + 2t/((1-r)(1-r-t)) max|b|`` of each other, written relative to
+    either one, ``b``: about twice the tolerance.
+    """
+    r, t = tolerance.rtol, tolerance.atol
+    if r + t >= 1:
+        return Tolerance(rtol=math.inf, atol=math.inf, reason=tolerance.reason, source=tolerance.source)
+    return Tolerance(
+        rtol=2 * r / (1 - r),
+        atol=2 * t / ((1 - r) * (1 - r - t)),
+        reason=f"{tolerance.reason}, between two results",
+        source=tolerance.source,
+    )
+
+
 # Activation values are compared elementwise in units in the last place of the backend's
-# precision, against the float64 oracle: a correctly rounded result is within 0.5 ulp.
+# precision, against the exact value (oracle.activation_exact): a correctly rounded result is
+# within 0.5 ulp, and 8 is the spec's accuracy contract for tanh, sigmoid and relu.
 ULP_TOLERANCES: dict[str, float] = dict.fromkeys(PRECISIONS, 8.0)

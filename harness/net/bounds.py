@@ -41,9 +41,23 @@ def backward_lengths(spec: NetSpec, batch: int) -> list[int]:
     return lengths
 
 
+def layer_bounds(spec: NetSpec, p: Precision) -> list[float]:
+    """The derived relative error bound of each conv and linear layer's output, in forward order.
+
+    Each sums that layer's term and every earlier one: how far a correct backend's values
+    may lie from the exact ones where they reach that layer's kinks (its ReLU's 0, its
+    max-pool windows).
+    """
+    bounds, total = [], 0.0
+    for k in forward_lengths(spec):
+        total += gamma(k, p.accumulate_roundoff) + p.layer_roundoff
+        bounds.append(total)
+    return bounds
+
+
 def forward_bound(spec: NetSpec, p: Precision) -> float:
     """The derived relative error bound of the logits (and of every layer's output)."""
-    return sum(gamma(k, p.accumulate_roundoff) + p.layer_roundoff for k in forward_lengths(spec))
+    return layer_bounds(spec, p)[-1]
 
 
 def backward_bound(spec: NetSpec, p: Precision, batch: int) -> float:

@@ -36,6 +36,8 @@ Subgradient conventions, where the network is not differentiable:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from harness.errors import SpecError
@@ -86,6 +88,58 @@ def activation_grad(name: str, x: Array) -> Array:
         e = np.exp(-2.0 * np.abs(x))
         return 4.0 * e / (1.0 + e) ** 2  # 1 - t^2 = ((1+e)^2 - (1-e)^2) / (1+e)^2
     raise _unknown("activation", name, ACTIVATIONS)
+
+
+EXACT_DIGITS = 40
+"""Significant decimal digits of :func:`activation_exact`, beyond any cancellation it meets."""
+
+
+class ExactActivation(NamedTuple):
+    """An activation and its derivative at some x, each as float64 pairs: the exact value is hi + lo."""
+
+    value: Array
+    value_lo: Array
+    derivative: Array
+    derivative_lo: Array
+
+
+def activation_exact(name: str, x: Array) -> ExactActivation:
+    """``name``(x) and its derivative to ~40 significant digits, each as a float64 pair (hi, lo).
+
+    ``hi`` is the exact value rounded to the nearest float64 and ``lo`` the rest, so an error
+    far below one float64 ulp can be measured as ``(actual - hi) - lo``. Computed in Python's
+    :mod:`decimal` (a correctly rounded ``exp`` in software arithmetic), so it is the same bits
+    on every machine, whatever libm or SIMD kernels NumPy has there; the float64
+    :func:`activation` is itself a few ulps off. Finite ``x`` only; slow (~0.1 ms a point).
+    """
+    import decimal
+
+    x = _as_float64(x)
+    if name not in ACTIVATIONS:
+        raise _unknown("activation", name, ACTIVATIONS)
+    out = [np.empty_like(x) for _ in range(4)]
+    for i, v in enumerate(x.flat):
+        if not np.isfinite(v):
+            raise SpecError(f"activation_exact takes finite x, not {v!r}")
+        # tanh(x) = (1 - e^-2|x|) / (1 + e^-2|x|) loses about -log10|x| digits to cancellation.
+        lost = max(0, int(-np.log10(abs(v)))) if v else 0
+        with decimal.localcontext(decimal.Context(prec=EXACT_DIGITS + lost + 5)):
+            d = decimal.Decimal(float(v))
+            if name == "relu":
+                value, derivative = max(d, decimal.Decimal(0)), decimal.Decimal(int(d > 0))  # relu'(0) = 0
+            elif name == "sigmoid":
+                e = (-abs(d)).exp()  # e^-|x| <= 1: no overflow, no cancellation
+                value, derivative = (1 / (1 + e) if d >= 0 else e / (1 + e)), e / (1 + e) ** 2  # s' = s (1 - s)
+            else:
+                e = (-2 * abs(d)).exp()
+                value, derivative = (1 - e) / (1 + e), 4 * e / (1 + e) ** 2  # tanh' = 1 - t^2
+                value = value if d >= 0 else -value
+            for j, exact in enumerate((value, derivative)):
+                hi = float(exact)
+                out[2 * j].flat[i], out[2 * j + 1].flat[i] = hi, float(exact - decimal.Decimal(hi))
+    if name == "tanh":
+        out[0] = np.copysign(out[0], x)  # tanh(-0) = -0
+    return ExactActivation(*out)
 
 
 # -- losses ------------------------------------------------------------------------------
