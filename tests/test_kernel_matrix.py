@@ -1,0 +1,287 @@
+"""tools/kernel_matrix.py: which selections a CPU supports and why not, its arguments, and how it reads a run.
+
+Nothing here runs the conformance suite: the matrix's own logic is checked on made-up CPU
+flags, probe records and JUnit files, and the probe plugin on a one-test pytest run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import ROOT
+
+TOOLS = ROOT / "tools"
+AVX2_ONLY = frozenset("fpu sse sse2 pni ssse3 fma sse4_1 sse4_2 popcnt avx f16c avx2 bmi1 bmi2".split())
+"""An AVX2 CPU without AVX-512, as this project's 2-core machine is."""
+AVX512 = AVX2_ONLY | {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"}
+NEEDS_NO_INSTRUCTIONS = {"default", "aten=default", "threads=1", "threads=2"}
+AVX512_SELECTIONS = {"openblas=SkylakeX", "openblas=Cooperlake", "aten=avx512", "onednn=AVX512_CORE", "xla=AVX512"}
+
+
+@pytest.fixture
+def km(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """tools/kernel_matrix.py, imported with tools/ on sys.path for as long as the test lasts."""
+    monkeypatch.syspath_prepend(str(TOOLS))
+    spec = importlib.util.spec_from_file_location("kernel_matrix", TOOLS / "kernel_matrix.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "kernel_matrix", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def skips(km: ModuleType, flags: frozenset[str], cpus: int = 2) -> dict[str, str | None]:
+    return {selection.name: reason for selection, reason in km.plan(None, flags, cpus)}
+
+
+# -- which selections a CPU supports ------------------------------------------------------
+
+
+def test_an_avx2_cpu_runs_everything_but_the_avx512_selections_and_says_which_flags_it_lacks(km: ModuleType) -> None:
+    found = skips(km, AVX2_ONLY)
+    assert {name for name, reason in found.items() if reason} == AVX512_SELECTIONS
+    assert found["openblas=SkylakeX"] == "needs avx512f, avx512bw, avx512dq, avx512vl, avx512cd, which this CPU lacks"
+    assert found["openblas=Cooperlake"] is not None and "avx512_bf16" in found["openblas=Cooperlake"]
+    assert found["aten=avx512"] == "needs avx512f, avx512bw, avx512dq, avx512vl, which this CPU lacks"
+    assert found["onednn=AVX512_CORE"] == found["aten=avx512"] == found["xla=AVX512"]
+
+
+def test_an_avx512_cpu_runs_every_selection(km: ModuleType) -> None:
+    assert not any(skips(km, AVX512).values())
+
+
+def test_an_sse2_cpu_runs_only_what_needs_no_newer_instructions(km: ModuleType) -> None:
+    found = skips(km, frozenset({"fpu", "sse", "sse2"}))
+    assert {name for name, reason in found.items() if not reason} == NEEDS_NO_INSTRUCTIONS
+    assert found["openblas=Prescott"] == "needs pni, which this CPU lacks"
+    assert found["onednn=SSE41"] == "needs sse4_1, which this CPU lacks"
+    assert found["xla=SSE4_2"] == "needs sse4_2, which this CPU lacks"
+
+
+def test_a_one_cpu_process_skips_two_threads(km: ModuleType) -> None:
+    found = skips(km, AVX2_ONLY, cpus=1)
+    assert found["threads=2"] == "needs 2 CPUs, this process may use 1"
+    assert found["threads=1"] is None
+
+
+def test_without_cpu_flags_only_the_selections_that_need_no_instructions_run(km: ModuleType) -> None:
+    found = skips(km, frozenset())
+    assert {name for name, reason in found.items() if not reason} == NEEDS_NO_INSTRUCTIONS
+    assert found["onednn=AVX"] == "no /proc/cpuinfo flags to check the instructions it needs against"
+
+
+def test_cpu_flags_are_read_from_the_first_processor(km: ModuleType, tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2\n\nprocessor\t: 1\nflags\t\t: fpu avx512f\n")
+    assert km.cpu_flags(cpuinfo) == {"fpu", "sse2", "avx2"}
+    assert km.cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_each_selection_moves_one_knob_from_the_default(km: ModuleType) -> None:
+    selections = km.all_selections()
+    assert selections[0].name == "default" and selections[0].env == {}
+    assert len({s.name for s in selections}) == len(selections)
+    for selection in selections[1:]:
+        assert set(selection.env) <= set(km.KNOB_VARIABLES), selection
+        knob = selection.name.split("=")[0]
+        verified = {"openblas": selection.openblas, "aten": selection.aten, "onednn": selection.onednn}
+        verified |= {"xla": selection.xla, "threads": selection.threads}
+        assert [name for name, value in verified.items() if value is not None] == [knob], selection
+
+
+def test_the_gate_selections_run_on_any_avx2_machine_and_the_quick_tests_exist(km: ModuleType) -> None:
+    found = skips(km, AVX2_ONLY)
+    assert all(found[name] is None for name in km.QUICK_SELECTIONS)
+    assert "default" not in km.QUICK_SELECTIONS  # the main job's own run is the default
+    for node in km.QUICK_TESTS:
+        path, function = node.split("::")
+        assert re.search(rf"^def {function}\(", (ROOT / path).read_text(), re.M), node
+
+
+def test_a_child_environment_drops_the_knobs_it_inherits_and_sets_its_own(
+    km: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    by_name = {s.name: s for s in km.all_selections()}
+    default = km.child_environment(by_name["default"], tmp_path)
+    assert "OMP_NUM_THREADS" not in default and "XLA_FLAGS" not in default
+    assert default["NETHARNESS_KERNEL_PROBE"] == str(tmp_path)
+    assert default["PYTHONPATH"].split(":")[0] == str(TOOLS)
+    prescott = km.child_environment(by_name["openblas=Prescott"], tmp_path)
+    assert prescott["OPENBLAS_CORETYPE"] == "Prescott" and "OMP_NUM_THREADS" not in prescott
+    assert "TORCHINDUCTOR_CACHE_DIR" not in prescott
+    assert km.child_environment(by_name["threads=1"], tmp_path)["OPENBLAS_NUM_THREADS"] == "1"
+
+
+def test_each_aten_capability_compiles_into_an_inductor_cache_of_its_own(
+    km: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    by_name = {s.name: s for s in km.all_selections()}
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    scalar = km.child_environment(by_name["aten=default"], tmp_path)["TORCHINDUCTOR_CACHE_DIR"]
+    assert scalar.endswith("-aten-default") and Path(scalar).name.startswith("torchinductor_")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    env = km.child_environment(by_name["aten=avx2"], tmp_path)
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == f"{tmp_path / 'mine'}-aten-avx2"
+
+
+# -- arguments ----------------------------------------------------------------------------
+
+
+def test_quick_picks_the_gate_backends_selections_and_checks(km: ModuleType, tmp_path: Path) -> None:
+    args = km.parse_args(["--quick", "-n", "2", "-k", "float32"])
+    assert args.backends == "eager,numpy,jax" and args.selections == list(km.QUICK_SELECTIONS)
+    command = km.pytest_command(args, tmp_path)
+    assert command[3 : 3 + len(km.QUICK_TESTS)] == list(km.QUICK_TESTS)
+    assert "--strict-backends" in command and "--backend=eager,numpy,jax" in command
+    assert command[-6:] == ["-k", "float32", "-n", "2", "--dist", "loadgroup"]
+
+
+def test_explicit_choices_override_quick_and_extra_arguments_reach_pytest(km: ModuleType, tmp_path: Path) -> None:
+    args = km.parse_args(["--quick", "--backend=numpy", "--backend", "eager", "--selections=threads=1,default"])
+    assert args.backends == "numpy,eager" and args.selections == ["threads=1", "default"]
+    args = km.parse_args(["--", "--seed=3"])
+    assert args.backends == "all" and args.selections is None
+    command = km.pytest_command(args, tmp_path)
+    assert command[3] == "suites" and command[-1] == "--seed=3" and "-n" not in command
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--selections=openblas=Zen4"], "unknown selection 'openblas=Zen4'; valid: default, openblas=Prescott,"),
+        (["--selections=,"], "--selections is empty; valid: default,"),
+        (["-n", "two"], "-n 'two': give a number of pytest-xdist workers (0 for none) or 'auto'"),
+        (["-n", "-1"], "-n '-1': give a number"),
+        (["-k", " "], "-k is empty; give a pytest keyword expression"),
+        (["--backend="], "--backend is empty; give a backend name, a comma list, or 'all'"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_a_bad_argument_is_a_usage_error(km: ModuleType, argv: list[str], message: str) -> None:
+    with pytest.raises(km.UsageError) as caught:
+        km.parse_args(argv)
+    assert str(caught.value).startswith(message)
+
+
+def test_a_usage_error_is_one_line_without_a_traceback() -> None:
+    script = str(TOOLS / "kernel_matrix.py")
+    result = subprocess.run([sys.executable, script, "--selections=avx9"], capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("kernel_matrix: error: unknown selection 'avx9'; valid: default,")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_list_prints_every_selection_and_runs_nothing(tmp_path: Path) -> None:
+    script = str(TOOLS / "kernel_matrix.py")
+    result = subprocess.run(
+        [sys.executable, script, "--list", f"--logs={tmp_path / 'logs'}"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines][:2] == ["default", "openblas=Prescott"]
+    assert any(line.startswith("threads=1 ") and line.endswith(" runs") for line in lines)
+    assert not (tmp_path / "logs").exists()
+
+
+# -- reading a run ------------------------------------------------------------------------
+
+
+def record(architecture: str = "Haswell", threads: int = 2, **torch: object) -> dict[str, object]:
+    blas = [{"library": f"libscipy_openblas{suffix}.so", "architecture": architecture, "threads": threads}
+            for suffix in ("64_", "")]  # fmt: skip
+    return {"pid": 1, "openblas": blas, "openmp_threads": [threads], **torch}
+
+
+def selection(km: ModuleType, name: str) -> object:
+    return next(s for s in km.all_selections() if s.name == name)
+
+
+def test_verify_names_what_ran_and_accepts_openblas_reporting_its_prescott_table_as_katmai(km: ModuleType) -> None:
+    torch = {"aten": "AVX2", "torch_threads": 2, "onednn": "Intel AVX2"}
+    seen, problems = km.verify(selection(km, "openblas=Prescott"), [record("Katmai", **torch)])
+    assert problems == []
+    assert seen == "OpenBLAS Katmai (Prescott's kernels); ATen AVX2; oneDNN AVX2; threads torch 2, OpenBLAS 2, OpenMP 2"
+    assert km.verify(selection(km, "openblas=Zen"), [record("Haswell")])[1] == []
+
+
+def test_verify_reports_a_selection_that_did_not_take_effect(km: ModuleType) -> None:
+    assert km.verify(selection(km, "openblas=Sandybridge"), [record("Haswell")])[1] == [
+        "OpenBLAS ran Haswell, not Sandybridge"
+    ]
+    torch = {"aten": "AVX2", "torch_threads": 2, "onednn": "Intel AVX2 with Intel DL Boost"}
+    assert km.verify(selection(km, "aten=default"), [record(**torch)])[1] == ["ATen ran AVX2, not DEFAULT"]
+    assert km.verify(selection(km, "onednn=SSE41"), [record(**torch)])[1] == ["oneDNN ran Intel AVX2, not Intel SSE4.1"]
+    one = {"aten": "AVX2", "torch_threads": 1, "onednn": "Intel AVX2"}
+    assert km.verify(selection(km, "threads=1"), [record(threads=1, **one), record(threads=2, **one)])[1] == [
+        "OpenBLAS ran 1/2 threads, not 1",
+        "OpenMP ran 1/2 threads, not 1",
+    ]
+    assert km.verify(selection(km, "default"), []) == ("", ["no test process reported its kernels"])
+
+
+def test_verify_holds_xla_code_to_the_registers_and_fma_its_isa_allows(km: ModuleType) -> None:
+    wide = record(xla={"widest": "ymm", "fma": True})
+    seen, problems = km.verify(selection(km, "xla=SSE4_2"), [wide])
+    assert seen.endswith("; XLA ymm FMA; threads OpenBLAS 2, OpenMP 2")
+    assert problems == ["XLA's code used ymm and FMA, beyond xmm without FMA"]
+    assert km.verify(selection(km, "xla=AVX"), [record(xla={"widest": "ymm", "fma": False})])[1] == []
+    assert km.verify(selection(km, "xla=AVX2"), [wide])[1] == []
+    assert km.verify(selection(km, "xla=AVX"), [record(xla="objdump is missing (binutils)")])[1] == [
+        "XLA not checked: objdump is missing (binutils)"
+    ]
+
+
+def test_verify_does_not_ask_torch_of_a_run_that_never_loaded_it(km: ModuleType) -> None:
+    seen, problems = km.verify(selection(km, "aten=default"), [record()])
+    assert problems == [] and "ATen" not in seen
+
+
+def test_read_junit_counts_outcomes_and_keeps_each_failure_first_line(km: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_text(
+        '<?xml version="1.0"?><testsuites><testsuite>'
+        '<testcase classname="suites.test_batch" name="test_batch_independence[eager-float32]"/>'
+        '<testcase classname="suites.test_gradients" name="test_gradients[numpy-float64-batch1-sse]">'
+        '<failure message="harness.conformance.ConformanceError: dsse/dinput: mismatched elements 3/10&#10;'
+        '  reproduce: pytest ...">trace</failure></testcase>'
+        '<testcase classname="suites.test_activations" name="test_activation_values[jax-float32-tanh]">'
+        '<skipped type="pytest.xfail" message="known deviation"/></testcase>'
+        '<testcase classname="suites.test_gradcheck" name="test_gradcheck[numpy-float32]">'
+        '<skipped type="pytest.skip" message="float64 only"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    outcome = km.Outcome(selection(km, "default"))
+    km.read_junit(tmp_path / "junit.xml", outcome)
+    assert (outcome.passed, outcome.failed, outcome.xfailed, outcome.skipped) == (1, 1, 1, 1)
+    assert outcome.failures == [
+        ("suites/test_gradients.py::test_gradients[numpy-float64-batch1-sse]", "dsse/dinput: mismatched elements 3/10")
+    ]
+    assert outcome.status() == "FAILED"
+
+
+def test_the_probe_records_what_a_pytest_process_ran(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("jax")
+    pytester.makepyfile("import jax, numpy, torch\n\ndef test_nothing():\n    assert torch.ones(1).sum() == 1\n")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    monkeypatch.setenv("NETHARNESS_KERNEL_PROBE", str(probe))
+    monkeypatch.setenv("PYTHONPATH", str(TOOLS))
+    result = pytester.runpytest_subprocess("-p", "kernel_probe", "-p", "no:cacheprovider", "-p", "no:netharness")
+    result.assert_outcomes(passed=1)
+    [written] = probe.glob("*.json")
+    found = json.loads(written.read_text())
+    assert found["openblas"] and {"library", "architecture", "threads"} <= set(found["openblas"][0])
+    assert found["aten"] in {"DEFAULT", "AVX2", "AVX512"} and found["torch_threads"] >= 1
+    assert found["onednn"] is None or found["onednn"].startswith("Intel ")
+    assert found["xla"]["widest"] in {"xmm", "ymm", "zmm"} and isinstance(found["xla"]["fma"], bool)

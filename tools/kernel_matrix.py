@@ -1,0 +1,510 @@
+"""The strict conformance suite under each kernel selection this CPU supports, one knob at a time.
+
+    .venv/bin/python tools/kernel_matrix.py [--backend NAMES] [-k EXPR] [--quick] [-n N]
+        [--selections NAMES] [--list] [--logs DIR] [-- EXTRA PYTEST ARGS]
+
+A verdict must not depend on the kernels the libraries pick (BLAS core types, ATen's and
+oneDNN's instruction sets) nor on the thread count. Each selection changes one knob from the
+default and runs ``pytest suites --ignore=suites/bench_net.py --backend=... --strict-backends``
+in a child process with that environment:
+
+- ``default``: none of the variables below (they are removed from the child's environment);
+- ``openblas=CORE``: ``OPENBLAS_CORETYPE`` (NumPy's and SciPy's bundled OpenBLAS: the numpy
+  backend and the float64 oracle every check compares with);
+- ``aten=CAP``: ``ATEN_CPU_CAPABILITY`` (torch's vectorised kernels: eager, and the code
+  inductor generates for compile);
+- ``onednn=ISA``: ``ONEDNN_MAX_CPU_ISA`` (torch's convolutions);
+- ``threads=N``: ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` (torch,
+  its MKL, OpenBLAS; onnx sessions follow torch's count), and for one thread
+  ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` (jax). OpenVINO reads no variable.
+
+A selection whose instructions this CPU lacks (by ``/proc/cpuinfo``'s flags) is skipped with
+the reason: the libraries would run it anyway and die on an illegal instruction, or fall
+back without saying so. Each selection that runs is verified from inside its test processes
+(``tools/kernel_probe.py``): the core type OpenBLAS dispatched to, ATen's capability, the ISA
+oneDNN reports, the threads. A selection that did not take effect fails, like a failing check.
+
+``--quick`` is the gate's subset: the arithmetic-sensitive checks (QUICK_TESTS) on eager,
+numpy and jax under QUICK_SELECTIONS. ``--backend`` and ``--selections`` override either part.
+Prints a line per selection as it runs, then one table; exits 1 if any selection failed, 2 on
+a usage error. Each run's log, results and probe records stay in ``--logs`` (default
+``.netharness/kernel-matrix``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TOOLS))
+
+from kernel_probe import PROBE_ENV  # noqa: E402
+
+KNOB_VARIABLES = (
+    "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "XLA_FLAGS",
+)  # fmt: skip
+"""Removed from every child's environment before its selection sets one of them."""
+INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+AVX512_CORE = ("avx512f", "avx512bw", "avx512dq", "avx512vl")
+"""/proc/cpuinfo's names for the AVX-512 subset that ATen's avx512 and oneDNN's AVX512_CORE need."""
+
+OPENBLAS_CORES: dict[str, tuple[str, ...]] = {
+    "Prescott": ("pni",),  # SSE3 (cpuinfo calls it pni)
+    "Nehalem": ("ssse3", "sse4_1", "sse4_2"),
+    "Sandybridge": ("avx",),
+    "Haswell": ("avx2", "fma"),
+    "Zen": ("avx2", "fma"),
+    "SkylakeX": (*AVX512_CORE, "avx512cd"),
+    "Cooperlake": (*AVX512_CORE, "avx512cd", "avx512_bf16"),
+}
+OPENBLAS_REPORTS = {"Prescott": "Katmai", "Zen": "Haswell"}
+"""The name an x86-64 OpenBLAS reports for a core type whose kernel table it shares: its Prescott
+table answers to Katmai's name, and its Zen core type runs the Haswell kernels."""
+ALIASES = {"Katmai": "Prescott"}
+"""Reported names that say less than the core type behind them."""
+
+ATEN_CAPABILITIES: dict[str, tuple[str, ...]] = {"default": (), "avx2": ("avx2", "fma"), "avx512": AVX512_CORE}
+ONEDNN_ISAS: dict[str, tuple[tuple[str, ...], str]] = {
+    # ONEDNN_MAX_CPU_ISA value: (flags it needs, the ISA oneDNN's verbose header then names)
+    "SSE41": (("sse4_1",), "Intel SSE4.1"),
+    "AVX": (("avx",), "Intel AVX"),
+    "AVX2": (("avx2",), "Intel AVX2"),
+    "AVX512_CORE": (AVX512_CORE, "Intel AVX-512"),
+}
+XLA_ISAS: dict[str, tuple[tuple[str, ...], str, bool]] = {
+    # --xla_cpu_max_isa value: (flags it needs, the widest registers and whether FMA may then appear)
+    "SSE4_2": (("sse4_2",), "xmm", False),
+    "AVX": (("avx",), "ymm", False),
+    "AVX2": (("avx2", "fma"), "ymm", True),
+    "AVX512": (AVX512_CORE, "zmm", True),
+}
+REGISTERS = ("xmm", "ymm", "zmm")
+THREADS = (1, 2)
+
+QUICK_TESTS = tuple(
+    f"suites/{name}"
+    for name in (
+        "test_gradients.py::test_gradients",
+        "test_gradients.py::test_maxpool_tie_subgradient",
+        "test_gradients.py::test_relu_subgradient_at_zero",
+        "test_forward_values.py::test_forward_values",
+        "test_batch.py::test_batch_independence",
+        "test_hygiene.py::test_forward_deterministic",
+        "test_layouts.py::test_input_layouts",
+        "test_activations.py::test_activation_edge_cases",
+    )
+)
+"""The checks whose arithmetic a kernel or a thread count changes: gradients (the max-pool tie and
+ReLU's subgradient at 0 included), forward values, batch independence, determinism, layouts, and
+the activations at their edges. Not the spec variants, finite differences or training, which
+repeat the same kernels on other shapes at many times the cost."""
+QUICK_BACKENDS = ("eager", "numpy", "jax")
+QUICK_SELECTIONS = ("openblas=Prescott", "openblas=Sandybridge", "aten=default", "onednn=SSE41", "threads=1")
+"""The gate's selections: the default is the main job's own run; these are the selections furthest
+from it that every x86-64 CI machine supports (SSE3 and AVX without FMA in OpenBLAS, ATen without
+vector kernels, oneDNN on SSE4.1, one thread)."""
+
+
+class UsageError(Exception):
+    """A bad argument: one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One knob moved from the default: its variables, the CPU flags it needs, what should then be seen."""
+
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
+    cpus: int = 1
+    openblas: str | None = None
+    aten: str | None = None
+    onednn: str | None = None
+    xla: tuple[str, bool] | None = None
+    threads: int | None = None
+
+    def sets(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.env.items()) or "(nothing)"
+
+
+def all_selections() -> list[Selection]:
+    """Every selection, in the order the matrix runs them: the default first, then one knob at a time."""
+    found = [Selection("default")]
+    for core, needs in OPENBLAS_CORES.items():
+        reports = OPENBLAS_REPORTS.get(core, core)
+        found.append(Selection(f"openblas={core}", {"OPENBLAS_CORETYPE": core}, needs, openblas=reports))
+    for capability, needs in ATEN_CAPABILITIES.items():
+        found.append(Selection(f"aten={capability}", {"ATEN_CPU_CAPABILITY": capability}, needs, aten=capability))
+    for isa, (needs, reported) in ONEDNN_ISAS.items():
+        found.append(Selection(f"onednn={isa}", {"ONEDNN_MAX_CPU_ISA": isa}, needs, onednn=reported))
+    for isa, (needs, widest, fma) in XLA_ISAS.items():
+        found.append(Selection(f"xla={isa}", {"XLA_FLAGS": f"--xla_cpu_max_isa={isa}"}, needs, xla=(widest, fma)))
+    for n in THREADS:
+        env = {name: str(n) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+        if n == 1:
+            env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
+        found.append(Selection(f"threads={n}", env, cpus=n, threads=n))
+    return found
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The first processor's flags; an empty set where there is no /proc/cpuinfo."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def skip_reason(selection: Selection, flags: frozenset[str], cpus: int) -> str | None:
+    """Why this machine cannot run a selection, or None when it can."""
+    if not flags and selection.needs:
+        return "no /proc/cpuinfo flags to check the instructions it needs against"
+    missing = [flag for flag in selection.needs if flag not in flags]
+    if missing:
+        return f"needs {', '.join(missing)}, which this CPU lacks"
+    if selection.cpus > cpus:
+        return f"needs {selection.cpus} CPUs, this process may use {cpus}"
+    return None
+
+
+def plan(names: Sequence[str] | None, flags: frozenset[str], cpus: int) -> list[tuple[Selection, str | None]]:
+    """The chosen selections (all when ``names`` is None), each with its skip reason or None."""
+    every = {s.name: s for s in all_selections()}
+    chosen = list(every.values()) if names is None else [every[n] for n in names]
+    return [(s, skip_reason(s, flags, cpus)) for s in chosen]
+
+
+def parse_selection_names(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    valid = [s.name for s in all_selections()]
+    unknown = [n for n in names if n not in valid]
+    if not names or unknown:
+        what = f"unknown selection {unknown[0]!r}" if unknown else "--selections is empty"
+        raise UsageError(f"{what}; valid: {', '.join(valid)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_workers(value: str) -> str:
+    if value == "auto" or (value.isdigit() and int(value) >= 0):
+        return value
+    raise UsageError(f"-n {value!r}: give a number of pytest-xdist workers (0 for none) or 'auto'")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    argv = list(argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = OneLineParser(prog="kernel_matrix", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--backend",
+        action="append",
+        metavar="NAMES",
+        help="backend names, comma lists or 'all' (default: all; with --quick: eager,numpy,jax)",
+    )
+    parser.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest's -k expression, applied in every run")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the gate's subset: the arithmetic-sensitive checks under the gate's selections",
+    )
+    parser.add_argument(
+        "-n",
+        dest="workers",
+        metavar="N",
+        default="0",
+        type=str,
+        help="pytest-xdist workers per run, with --dist loadgroup (default: 0, one process)",
+    )
+    parser.add_argument(
+        "--selections",
+        metavar="NAMES",
+        help="comma list of selections to run (default: every one; with --quick: the gate's)",
+    )
+    parser.add_argument("--list", action="store_true", help="print the selections and skip reasons, run nothing")
+    parser.add_argument(
+        "--logs",
+        metavar="DIR",
+        default=".netharness/kernel-matrix",
+        help="each run's log, results and probe records (default: .netharness/kernel-matrix)",
+    )
+    args = parser.parse_args(argv)
+    args.workers = parse_workers(args.workers)
+    if args.keyword is not None and not args.keyword.strip():
+        raise UsageError("-k is empty; give a pytest keyword expression")
+    if args.selections is not None:
+        args.selections = parse_selection_names(args.selections)
+    elif args.quick:
+        args.selections = list(QUICK_SELECTIONS)
+    if args.backend is not None and not any(n.strip() for b in args.backend for n in b.split(",")):
+        raise UsageError("--backend is empty; give a backend name, a comma list, or 'all'")
+    args.backends = ",".join(args.backend) if args.backend else ",".join(QUICK_BACKENDS) if args.quick else "all"
+    if args.workers != "0" and not _has_xdist():
+        raise UsageError("-n needs pytest-xdist: pip install pytest-xdist (make venv installs it)")
+    args.extra = extra
+    return args
+
+
+def _has_xdist() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("xdist") is not None
+
+
+def pytest_command(args: argparse.Namespace, out: Path) -> list[str]:
+    """The strict suite (or the gate's subset), as ``netharness run`` runs it, writing into ``out``."""
+    command = [sys.executable, "-m", "pytest", *(QUICK_TESTS if args.quick else ("suites",))]
+    command += ["--ignore=suites/bench_net.py", f"--backend={args.backends}", "--strict-backends"]
+    command += ["-p", "no:cacheprovider", "-p", "kernel_probe", "-q", "-rN"]
+    command += [f"--junitxml={out / 'junit.xml'}", f"--conformance-results={out / 'conformance.jsonl'}"]
+    if args.keyword:
+        command += ["-k", args.keyword]
+    if args.workers != "0":
+        command += ["-n", args.workers, "--dist", "loadgroup"]
+    return command + args.extra
+
+
+def child_environment(selection: Selection, probe: Path) -> dict[str, str]:
+    """The caller's environment less every knob, plus the selection's; each ATen capability its own inductor cache.
+
+    inductor's FX graph cache key leaves out the vector ISA it generated code for: a graph
+    compiled under one ATEN_CPU_CAPABILITY is reused under another, where its C++ may not even
+    compile (vector code built without the vector headers). Each capability keeps its own cache.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in KNOB_VARIABLES}
+    env.update(selection.env)
+    if selection.aten is not None:
+        default = Path(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")
+        env[INDUCTOR_CACHE_ENV] = f"{env.get(INDUCTOR_CACHE_ENV) or default}-aten-{selection.aten}"
+    env[PROBE_ENV] = str(probe)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TOOLS), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+@dataclass
+class Outcome:
+    """What one selection gave: its tests' outcomes and what its processes said they ran."""
+
+    selection: Selection
+    skip: str | None = None
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    xfailed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seen: str = ""
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.skip is not None or (self.failed == 0 and not self.problems)
+
+    def status(self) -> str:
+        if self.skip is not None:
+            return "skipped"
+        return "passed" if self.ok else "FAILED"
+
+
+def read_junit(path: Path, outcome: Outcome) -> None:
+    """Count the test cases of pytest's JUnit XML into ``outcome``; failures keep their id and first line."""
+    for case in ElementTree.parse(path).iter("testcase"):
+        children = {child.tag: child for child in case}
+        module = (case.get("classname") or "").replace(".", "/")
+        test_id = f"{module}.py::{case.get('name')}"
+        bad = children.get("failure", children.get("error"))
+        if bad is not None:
+            outcome.failed += 1
+            message = (bad.get("message") or bad.text or "").strip().splitlines() or [""]
+            outcome.failures.append((test_id, message[0].removeprefix("harness.conformance.ConformanceError: ")))
+        elif "skipped" in children:
+            if children["skipped"].get("type") == "pytest.xfail":
+                outcome.xfailed += 1
+            else:
+                outcome.skipped += 1
+        else:
+            outcome.passed += 1
+
+
+def verify(selection: Selection, records: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """What the test processes ran, in words, and every way it differs from what ``selection`` asked for."""
+    if not records:
+        return "", ["no test process reported its kernels"]
+    problems = [f"{r['threadpoolctl']}: OpenBLAS not checked" for r in records[:1] if "threadpoolctl" in r]
+    blas = [lib for r in records for lib in r.get("openblas", [])]
+    cores = sorted({str(lib["architecture"]) for lib in blas})
+    blas_threads = sorted({int(lib["threads"]) for lib in blas})
+    torch = [r for r in records if "aten" in r]
+    aten = sorted({str(r["aten"]) for r in torch})
+    onednn = sorted({str(r["onednn"]).split(" with ")[0] for r in torch if r.get("onednn")})
+    torch_threads = sorted({int(r["torch_threads"]) for r in torch})
+    omp_threads = sorted({int(n) for r in records for n in r.get("openmp_threads", [])})
+    named = [f"{core} ({ALIASES[core]}'s kernels)" if core in ALIASES else core for core in cores]
+    words = [f"OpenBLAS {'/'.join(named) or 'not loaded'}"]
+    if torch:
+        words += [f"ATen {'/'.join(aten)}", f"oneDNN {'/'.join(onednn).removeprefix('Intel ') or 'unknown'}"]
+    xla = [r["xla"] for r in records if "xla" in r]
+    xla_code = sorted({(c["widest"], c["fma"]) for c in xla if isinstance(c, dict)})
+    if xla:
+        words.append("XLA " + ("/".join(f"{w}{' FMA' if fma else ''}" for w, fma in xla_code) or "unknown"))
+    threads = {"torch": torch_threads, "OpenBLAS": blas_threads, "OpenMP": omp_threads}
+    words.append("threads " + ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in threads.items() if v))
+
+    if selection.openblas is not None and cores != [selection.openblas]:
+        problems.append(f"OpenBLAS ran {'/'.join(cores) or 'nowhere'}, not {selection.openblas}")
+    if selection.aten is not None and torch and aten != [selection.aten.upper()]:
+        problems.append(f"ATen ran {'/'.join(aten)}, not {selection.aten.upper()}")
+    if selection.onednn is not None and torch and onednn != [selection.onednn]:
+        problems.append(f"oneDNN ran {'/'.join(onednn) or 'an ISA it did not report'}, not {selection.onednn}")
+    if selection.xla is not None and xla:
+        widest, fma = selection.xla
+        problems += [f"XLA not checked: {c}" for c in sorted({c for c in xla if isinstance(c, str)})]
+        for used, used_fma in xla_code:
+            if REGISTERS.index(used) > REGISTERS.index(widest) or (used_fma and not fma):
+                allowed = f"{widest}{'' if fma else ' without FMA'}"
+                problems.append(f"XLA's code used {used}{' and FMA' if used_fma else ''}, beyond {allowed}")
+    if selection.threads is not None:
+        for library, counts in threads.items():
+            if counts and counts != [selection.threads]:
+                problems.append(f"{library} ran {'/'.join(map(str, counts))} threads, not {selection.threads}")
+    return "; ".join(words), problems
+
+
+def run_selection(selection: Selection, args: argparse.Namespace, logs: Path) -> Outcome:
+    """Run the suite under one selection; a usage error of pytest's (same under every selection) stops the matrix."""
+    out = logs / selection.name.replace("=", "-")
+    shutil.rmtree(out, ignore_errors=True)
+    probe = out / "probe"
+    probe.mkdir(parents=True)
+    outcome = Outcome(selection)
+    start = time.monotonic()
+    with open(out / "pytest.log", "w") as log:
+        code = subprocess.run(
+            pytest_command(args, out), cwd=ROOT, env=child_environment(selection, probe),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False,
+        ).returncode  # fmt: skip
+    outcome.seconds = time.monotonic() - start
+    text = (out / "pytest.log").read_text(errors="replace")
+    if code in (4, 5):
+        errors = [line.removeprefix("ERROR: ") for line in text.splitlines() if line.startswith("ERROR: ")]
+        raise UsageError(errors[0] if errors else f"pytest selected no test (exit {code}); see {out / 'pytest.log'}")
+    if (out / "junit.xml").is_file():
+        read_junit(out / "junit.xml", outcome)
+    records = [json.loads(p.read_text()) for p in sorted(probe.glob("*.json"))]
+    outcome.seen, outcome.problems = verify(selection, records)
+    if code not in (0, 1):
+        how = f"signal {-code}" if code < 0 else f"exit {code}"
+        outcome.problems.insert(0, f"pytest ended with {how}; see {out / 'pytest.log'}")
+    elif code == 1 and not outcome.failed:
+        outcome.problems.insert(0, f"pytest failed outside any test; see {out / 'pytest.log'}")
+    return outcome
+
+
+def machine_header() -> str:
+    """The CPU and the versions of the libraries whose kernels the matrix varies."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo_lines() if line.startswith("model name")), "?")
+    versions = []
+    for name in ("numpy", "scipy", "torch", "jax", "jaxlib", "onnxruntime", "openvino"):
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    wide = [f for f in ("avx", "fma", "avx2", "avx512f") if f in cpu_flags()]
+    return f"CPU: {model}, {cpu_count()} CPUs, flags {' '.join(wide) or '(none read)'}; {', '.join(versions)}"
+
+
+def _cpuinfo_lines() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def table(outcomes: Iterable[Outcome]) -> str:
+    """The Markdown table of every selection, then each failure and each selection that did not take effect."""
+    rows = ["| selection | sets | status | passed | failed | skipped | xfailed | s | what the test processes ran |"]
+    rows.append("|---|---|---|---:|---:|---:|---:|---:|---|")
+    notes = []
+    for o in outcomes:
+        if o.skip is not None:
+            rows.append(f"| {o.selection.name} | {o.selection.sets()} | skipped | | | | | | {o.skip} |")
+            continue
+        seen = o.seen + "".join(f"; **not in effect: {p}**" for p in o.problems)
+        counts = f"{o.passed} | {o.failed} | {o.skipped} | {o.xfailed} | {o.seconds:.0f}"
+        rows.append(f"| {o.selection.name} | {o.selection.sets()} | {o.status()} | {counts} | {seen} |")
+        notes += [f"- {o.selection.name}: `{test_id}`: {message}" for test_id, message in o.failures]
+    return "\n".join(rows + (["", "Failures:", *notes] if notes else []))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        planned = plan(args.selections, cpu_flags(), cpu_count())
+        if args.list:
+            for selection, skip in planned:
+                print(f"{selection.name:22s} {selection.sets():60s} {'skipped: ' + skip if skip else 'runs'}")
+            return 0
+        logs = Path(args.logs).resolve()
+        print(machine_header(), flush=True)
+        print(f"each run: {' '.join(pytest_command(args, logs / '<selection>')[1:])}", flush=True)
+        outcomes: list[Outcome] = []
+        for i, (selection, skip) in enumerate(planned, 1):
+            step = f"[{i}/{len(planned)}] {selection.name}" + (f" ({selection.sets()})" if selection.env else "")
+            if skip is not None:
+                outcomes.append(Outcome(selection, skip=skip))
+                print(f"{step}: skipped, {skip}", flush=True)
+                continue
+            print(f"{step}: running", flush=True)
+            outcome = run_selection(selection, args, logs)
+            outcomes.append(outcome)
+            counts = f"{outcome.passed} passed, {outcome.failed} failed, {outcome.skipped} skipped"
+            problems = "".join(f"; NOT IN EFFECT: {p}" for p in outcome.problems)
+            print(f"    {outcome.status()}: {counts} in {outcome.seconds:.0f} s; ran {outcome.seen}{problems}")
+    except UsageError as exc:
+        print(f"kernel_matrix: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kernel_matrix: interrupted", file=sys.stderr)
+        return 130
+    print()
+    print(table(outcomes))
+    failed = [o.selection.name for o in outcomes if not o.ok]
+    ran = sum(o.skip is None for o in outcomes)
+    print(f"\n{ran - len(failed)} of {ran} selections passed ({len(outcomes) - ran} skipped); logs in {logs}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
