@@ -3,8 +3,8 @@
     .venv/bin/python tools/kernel_matrix.py [--backend NAMES] [-k EXPR] [--quick] [-n N]
         [--selections NAMES] [--list] [--logs DIR] [-- EXTRA PYTEST ARGS]
 
-A verdict must not depend on the kernels the libraries pick (BLAS core types, ATen's and
-oneDNN's instruction sets) nor on the thread count. Each selection changes one knob from the
+A verdict must not depend on the kernels the libraries pick (BLAS core types, ATen's, oneDNN's
+and XLA's instruction sets) nor on the thread count. Each selection changes one knob from the
 default and runs ``pytest suites --ignore=suites/bench_net.py --backend=... --strict-backends``
 in a child process with that environment:
 
@@ -14,6 +14,7 @@ in a child process with that environment:
 - ``aten=CAP``: ``ATEN_CPU_CAPABILITY`` (torch's vectorised kernels: eager, and the code
   inductor generates for compile);
 - ``onednn=ISA``: ``ONEDNN_MAX_CPU_ISA`` (torch's convolutions);
+- ``xla=ISA``: ``XLA_FLAGS=--xla_cpu_max_isa=ISA`` (the code XLA generates for jax);
 - ``threads=N``: ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` (torch,
   its MKL, OpenBLAS; onnx sessions follow torch's count), and for one thread
   ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` (jax). OpenVINO reads no variable.
@@ -22,10 +23,12 @@ A selection whose instructions this CPU lacks (by ``/proc/cpuinfo``'s flags) is 
 the reason: the libraries would run it anyway and die on an illegal instruction, or fall
 back without saying so. Each selection that runs is verified from inside its test processes
 (``tools/kernel_probe.py``): the core type OpenBLAS dispatched to, ATen's capability, the ISA
-oneDNN reports, the threads. A selection that did not take effect fails, like a failing check.
+oneDNN reports, the registers in XLA's code, the threads. A selection that did not take effect
+fails, like a failing check. The selections themselves are in ``tools/kernel_selections.py``.
 
 ``--quick`` is the gate's subset: the arithmetic-sensitive checks (QUICK_TESTS) on eager,
-numpy and jax under QUICK_SELECTIONS. ``--backend`` and ``--selections`` override either part.
+numpy and jax under QUICK_SELECTIONS, each selection on the backends whose kernels it changes.
+``--backend`` and ``--selections`` override either part.
 Prints a line per selection as it runs, then one table; exits 1 if any selection failed, 2 on
 a usage error. Each run's log, results and probe records stay in ``--logs`` (default
 ``.netharness/kernel-matrix``).
@@ -34,68 +37,33 @@ a usage error. Each run's log, results and probe records stay in ``--logs`` (def
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 
 from kernel_probe import PROBE_ENV  # noqa: E402
-
-KNOB_VARIABLES = (
-    "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "XLA_FLAGS",
-)  # fmt: skip
-"""Removed from every child's environment before its selection sets one of them."""
-INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
-
-AVX512_CORE = ("avx512f", "avx512bw", "avx512dq", "avx512vl")
-"""/proc/cpuinfo's names for the AVX-512 subset that ATen's avx512 and oneDNN's AVX512_CORE need."""
-
-OPENBLAS_CORES: dict[str, tuple[str, ...]] = {
-    "Prescott": ("pni",),  # SSE3 (cpuinfo calls it pni)
-    "Nehalem": ("ssse3", "sse4_1", "sse4_2"),
-    "Sandybridge": ("avx",),
-    "Haswell": ("avx2", "fma"),
-    "Zen": ("avx2", "fma"),
-    "SkylakeX": (*AVX512_CORE, "avx512cd"),
-    "Cooperlake": (*AVX512_CORE, "avx512cd", "avx512_bf16"),
-}
-OPENBLAS_REPORTS = {"Prescott": "Katmai", "Zen": "Haswell"}
-"""The name an x86-64 OpenBLAS reports for a core type whose kernel table it shares: its Prescott
-table answers to Katmai's name, and its Zen core type runs the Haswell kernels."""
-ALIASES = {"Katmai": "Prescott"}
-"""Reported names that say less than the core type behind them."""
-
-ATEN_CAPABILITIES: dict[str, tuple[str, ...]] = {"default": (), "avx2": ("avx2", "fma"), "avx512": AVX512_CORE}
-ONEDNN_ISAS: dict[str, tuple[tuple[str, ...], str]] = {
-    # ONEDNN_MAX_CPU_ISA value: (flags it needs, the ISA oneDNN's verbose header then names)
-    "SSE41": (("sse4_1",), "Intel SSE4.1"),
-    "AVX": (("avx",), "Intel AVX"),
-    "AVX2": (("avx2",), "Intel AVX2"),
-    "AVX512_CORE": (AVX512_CORE, "Intel AVX-512"),
-}
-XLA_ISAS: dict[str, tuple[tuple[str, ...], str, bool]] = {
-    # --xla_cpu_max_isa value: (flags it needs, the widest registers and whether FMA may then appear)
-    "SSE4_2": (("sse4_2",), "xmm", False),
-    "AVX": (("avx",), "ymm", False),
-    "AVX2": (("avx2", "fma"), "ymm", True),
-    "AVX512": (AVX512_CORE, "zmm", True),
-}
-REGISTERS = ("xmm", "ymm", "zmm")
-THREADS = (1, 2)
+from kernel_selections import (  # noqa: E402
+    Selection,
+    all_selections,
+    cpu_count,
+    cpu_flags,
+    cpu_model,
+    plan,
+    selection_environment,
+    verify,
+)
 
 QUICK_TESTS = tuple(
     f"suites/{name}"
@@ -123,81 +91,6 @@ vector kernels, oneDNN on SSE4.1, one thread)."""
 
 class UsageError(Exception):
     """A bad argument: one line, exit 2."""
-
-
-@dataclass(frozen=True)
-class Selection:
-    """One knob moved from the default: its variables, the CPU flags it needs, what should then be seen."""
-
-    name: str
-    env: dict[str, str] = field(default_factory=dict)
-    needs: tuple[str, ...] = ()
-    cpus: int = 1
-    openblas: str | None = None
-    aten: str | None = None
-    onednn: str | None = None
-    xla: tuple[str, bool] | None = None
-    threads: int | None = None
-
-    def sets(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.env.items()) or "(nothing)"
-
-
-def all_selections() -> list[Selection]:
-    """Every selection, in the order the matrix runs them: the default first, then one knob at a time."""
-    found = [Selection("default")]
-    for core, needs in OPENBLAS_CORES.items():
-        reports = OPENBLAS_REPORTS.get(core, core)
-        found.append(Selection(f"openblas={core}", {"OPENBLAS_CORETYPE": core}, needs, openblas=reports))
-    for capability, needs in ATEN_CAPABILITIES.items():
-        found.append(Selection(f"aten={capability}", {"ATEN_CPU_CAPABILITY": capability}, needs, aten=capability))
-    for isa, (needs, reported) in ONEDNN_ISAS.items():
-        found.append(Selection(f"onednn={isa}", {"ONEDNN_MAX_CPU_ISA": isa}, needs, onednn=reported))
-    for isa, (needs, widest, fma) in XLA_ISAS.items():
-        found.append(Selection(f"xla={isa}", {"XLA_FLAGS": f"--xla_cpu_max_isa={isa}"}, needs, xla=(widest, fma)))
-    for n in THREADS:
-        env = {name: str(n) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-        if n == 1:
-            env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
-        found.append(Selection(f"threads={n}", env, cpus=n, threads=n))
-    return found
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The first processor's flags; an empty set where there is no /proc/cpuinfo."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
-
-
-def cpu_count() -> int:
-    """The CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def skip_reason(selection: Selection, flags: frozenset[str], cpus: int) -> str | None:
-    """Why this machine cannot run a selection, or None when it can."""
-    if not flags and selection.needs:
-        return "no /proc/cpuinfo flags to check the instructions it needs against"
-    missing = [flag for flag in selection.needs if flag not in flags]
-    if missing:
-        return f"needs {', '.join(missing)}, which this CPU lacks"
-    if selection.cpus > cpus:
-        return f"needs {selection.cpus} CPUs, this process may use {cpus}"
-    return None
-
-
-def plan(names: Sequence[str] | None, flags: frozenset[str], cpus: int) -> list[tuple[Selection, str | None]]:
-    """The chosen selections (all when ``names`` is None), each with its skip reason or None."""
-    every = {s.name: s for s in all_selections()}
-    chosen = list(every.values()) if names is None else [every[n] for n in names]
-    return [(s, skip_reason(s, flags, cpus)) for s in chosen]
 
 
 def parse_selection_names(value: str) -> list[str]:
@@ -281,10 +174,10 @@ def _has_xdist() -> bool:
     return importlib.util.find_spec("xdist") is not None
 
 
-def pytest_command(args: argparse.Namespace, out: Path) -> list[str]:
+def pytest_command(args: argparse.Namespace, out: Path, backends: str) -> list[str]:
     """The strict suite (or the gate's subset), as ``netharness run`` runs it, writing into ``out``."""
     command = [sys.executable, "-m", "pytest", *(QUICK_TESTS if args.quick else ("suites",))]
-    command += ["--ignore=suites/bench_net.py", f"--backend={args.backends}", "--strict-backends"]
+    command += ["--ignore=suites/bench_net.py", f"--backend={backends}", "--strict-backends"]
     command += ["-p", "no:cacheprovider", "-p", "kernel_probe", "-q", "-rN"]
     command += [f"--junitxml={out / 'junit.xml'}", f"--conformance-results={out / 'conformance.jsonl'}"]
     if args.keyword:
@@ -295,17 +188,8 @@ def pytest_command(args: argparse.Namespace, out: Path) -> list[str]:
 
 
 def child_environment(selection: Selection, probe: Path) -> dict[str, str]:
-    """The caller's environment less every knob, plus the selection's; each ATen capability its own inductor cache.
-
-    inductor's FX graph cache key leaves out the vector ISA it generated code for: a graph
-    compiled under one ATEN_CPU_CAPABILITY is reused under another, where its C++ may not even
-    compile (vector code built without the vector headers). Each capability keeps its own cache.
-    """
-    env = {k: v for k, v in os.environ.items() if k not in KNOB_VARIABLES}
-    env.update(selection.env)
-    if selection.aten is not None:
-        default = Path(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")
-        env[INDUCTOR_CACHE_ENV] = f"{env.get(INDUCTOR_CACHE_ENV) or default}-aten-{selection.aten}"
+    """The selection's environment, with the probe loaded from tools/ and writing into ``probe``."""
+    env = selection_environment(selection, dict(os.environ))
     env[PROBE_ENV] = str(probe)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TOOLS), env.get("PYTHONPATH", "")) if p)
     return env
@@ -356,51 +240,7 @@ def read_junit(path: Path, outcome: Outcome) -> None:
             outcome.passed += 1
 
 
-def verify(selection: Selection, records: list[dict[str, Any]]) -> tuple[str, list[str]]:
-    """What the test processes ran, in words, and every way it differs from what ``selection`` asked for."""
-    if not records:
-        return "", ["no test process reported its kernels"]
-    problems = [f"{r['threadpoolctl']}: OpenBLAS not checked" for r in records[:1] if "threadpoolctl" in r]
-    blas = [lib for r in records for lib in r.get("openblas", [])]
-    cores = sorted({str(lib["architecture"]) for lib in blas})
-    blas_threads = sorted({int(lib["threads"]) for lib in blas})
-    torch = [r for r in records if "aten" in r]
-    aten = sorted({str(r["aten"]) for r in torch})
-    onednn = sorted({str(r["onednn"]).split(" with ")[0] for r in torch if r.get("onednn")})
-    torch_threads = sorted({int(r["torch_threads"]) for r in torch})
-    omp_threads = sorted({int(n) for r in records for n in r.get("openmp_threads", [])})
-    named = [f"{core} ({ALIASES[core]}'s kernels)" if core in ALIASES else core for core in cores]
-    words = [f"OpenBLAS {'/'.join(named) or 'not loaded'}"]
-    if torch:
-        words += [f"ATen {'/'.join(aten)}", f"oneDNN {'/'.join(onednn).removeprefix('Intel ') or 'unknown'}"]
-    xla = [r["xla"] for r in records if "xla" in r]
-    xla_code = sorted({(c["widest"], c["fma"]) for c in xla if isinstance(c, dict)})
-    if xla:
-        words.append("XLA " + ("/".join(f"{w}{' FMA' if fma else ''}" for w, fma in xla_code) or "unknown"))
-    threads = {"torch": torch_threads, "OpenBLAS": blas_threads, "OpenMP": omp_threads}
-    words.append("threads " + ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in threads.items() if v))
-
-    if selection.openblas is not None and cores != [selection.openblas]:
-        problems.append(f"OpenBLAS ran {'/'.join(cores) or 'nowhere'}, not {selection.openblas}")
-    if selection.aten is not None and torch and aten != [selection.aten.upper()]:
-        problems.append(f"ATen ran {'/'.join(aten)}, not {selection.aten.upper()}")
-    if selection.onednn is not None and torch and onednn != [selection.onednn]:
-        problems.append(f"oneDNN ran {'/'.join(onednn) or 'an ISA it did not report'}, not {selection.onednn}")
-    if selection.xla is not None and xla:
-        widest, fma = selection.xla
-        problems += [f"XLA not checked: {c}" for c in sorted({c for c in xla if isinstance(c, str)})]
-        for used, used_fma in xla_code:
-            if REGISTERS.index(used) > REGISTERS.index(widest) or (used_fma and not fma):
-                allowed = f"{widest}{'' if fma else ' without FMA'}"
-                problems.append(f"XLA's code used {used}{' and FMA' if used_fma else ''}, beyond {allowed}")
-    if selection.threads is not None:
-        for library, counts in threads.items():
-            if counts and counts != [selection.threads]:
-                problems.append(f"{library} ran {'/'.join(map(str, counts))} threads, not {selection.threads}")
-    return "; ".join(words), problems
-
-
-def run_selection(selection: Selection, args: argparse.Namespace, logs: Path) -> Outcome:
+def run_selection(selection: Selection, backends: str, args: argparse.Namespace, logs: Path) -> Outcome:
     """Run the suite under one selection; a usage error of pytest's (same under every selection) stops the matrix."""
     out = logs / selection.name.replace("=", "-")
     shutil.rmtree(out, ignore_errors=True)
@@ -410,7 +250,7 @@ def run_selection(selection: Selection, args: argparse.Namespace, logs: Path) ->
     start = time.monotonic()
     with open(out / "pytest.log", "w") as log:
         code = subprocess.run(
-            pytest_command(args, out), cwd=ROOT, env=child_environment(selection, probe),
+            pytest_command(args, out, backends), cwd=ROOT, env=child_environment(selection, probe),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False,
         ).returncode  # fmt: skip
     outcome.seconds = time.monotonic() - start
@@ -434,7 +274,6 @@ def machine_header() -> str:
     """The CPU and the versions of the libraries whose kernels the matrix varies."""
     from importlib.metadata import PackageNotFoundError, version
 
-    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo_lines() if line.startswith("model name")), "?")
     versions = []
     for name in ("numpy", "scipy", "torch", "jax", "jaxlib", "onnxruntime", "openvino"):
         try:
@@ -442,14 +281,7 @@ def machine_header() -> str:
         except PackageNotFoundError:
             continue
     wide = [f for f in ("avx", "fma", "avx2", "avx512f") if f in cpu_flags()]
-    return f"CPU: {model}, {cpu_count()} CPUs, flags {' '.join(wide) or '(none read)'}; {', '.join(versions)}"
-
-
-def _cpuinfo_lines() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return []
+    return f"CPU: {cpu_model()}, {cpu_count()} CPUs, flags {' '.join(wide) or '(none read)'}; {', '.join(versions)}"
 
 
 def table(outcomes: Iterable[Outcome]) -> str:
@@ -471,23 +303,24 @@ def table(outcomes: Iterable[Outcome]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        planned = plan(args.selections, cpu_flags(), cpu_count())
+        planned = plan(args.selections, cpu_flags(), cpu_count(), args.backends, args.quick)
         if args.list:
-            for selection, skip in planned:
-                print(f"{selection.name:22s} {selection.sets():60s} {'skipped: ' + skip if skip else 'runs'}")
+            for selection, skip, backends in planned:
+                runs = f"skipped: {skip}" if skip else f"runs on {backends}"
+                print(f"{selection.name:22s} {selection.sets():60s} {runs}")
             return 0
         logs = Path(args.logs).resolve()
         print(machine_header(), flush=True)
-        print(f"each run: {' '.join(pytest_command(args, logs / '<selection>')[1:])}", flush=True)
+        print(f"each run: {' '.join(pytest_command(args, logs / '<selection>', '<backends>')[1:])}", flush=True)
         outcomes: list[Outcome] = []
-        for i, (selection, skip) in enumerate(planned, 1):
+        for i, (selection, skip, backends) in enumerate(planned, 1):
             step = f"[{i}/{len(planned)}] {selection.name}" + (f" ({selection.sets()})" if selection.env else "")
             if skip is not None:
                 outcomes.append(Outcome(selection, skip=skip))
                 print(f"{step}: skipped, {skip}", flush=True)
                 continue
-            print(f"{step}: running", flush=True)
-            outcome = run_selection(selection, args, logs)
+            print(f"{step}: running on {backends}", flush=True)
+            outcome = run_selection(selection, backends, args, logs)
             outcomes.append(outcome)
             counts = f"{outcome.passed} passed, {outcome.failed} failed, {outcome.skipped} skipped"
             problems = "".join(f"; NOT IN EFFECT: {p}" for p in outcome.problems)
