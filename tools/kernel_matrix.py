@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -83,7 +84,7 @@ ReLU's subgradient at 0 included), forward values, batch independence, determini
 the activations at their edges. Not the spec variants, finite differences or training, which
 repeat the same kernels on other shapes at many times the cost."""
 QUICK_BACKENDS = ("eager", "numpy", "jax")
-QUICK_SELECTIONS = ("openblas=Prescott", "openblas=Sandybridge", "aten=default", "onednn=SSE41", "threads=1")
+QUICK_SELECTIONS = ("openblas=Prescott", "aten=default", "onednn=SSE41", "xla=SSE4_2", "threads=1")
 """The gate's selections: the default is the main job's own run; these are the selections furthest
 from it that every x86-64 CI machine supports (SSE3 and AVX without FMA in OpenBLAS, ATen without
 vector kernels, oneDNN on SSE4.1, one thread)."""
@@ -209,6 +210,16 @@ class Outcome:
     seen: str = ""
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    headrooms: dict[str, float] = field(default_factory=dict)
+    """Each passed check's headroom (tolerance over error; 1 is the edge of failing), by test id."""
+
+    def least_headroom(self) -> tuple[float, str] | None:
+        return min(((h, test_id) for test_id, h in self.headrooms.items()), default=None)
+
+    def largest_drop(self, baseline: Outcome) -> tuple[float, str] | None:
+        """The check whose headroom shrank most against ``baseline``'s: (factor, test id), factor < 1."""
+        drops = [(h / baseline.headrooms[t], t) for t, h in self.headrooms.items() if baseline.headrooms.get(t)]
+        return min((d for d in drops if d[0] < 1), default=None)
 
     @property
     def ok(self) -> bool:
@@ -240,6 +251,18 @@ def read_junit(path: Path, outcome: Outcome) -> None:
             outcome.passed += 1
 
 
+def read_headrooms(results: Path) -> dict[str, float]:
+    """Each passed check's finite headroom in a conformance results file, by test name (without its file)."""
+    found: dict[str, float] = {}
+    lines = results.read_text().splitlines() if results.is_file() else []
+    for record in map(json.loads, lines):
+        headroom = record.get("headroom")
+        if record.get("kind") == "check" and record.get("outcome") == "passed" and isinstance(headroom, (int, float)):
+            if math.isfinite(headroom):
+                found[str(record.get("test_id", "")).rpartition("::")[2]] = float(headroom)
+    return found
+
+
 def run_selection(selection: Selection, backends: str, args: argparse.Namespace, logs: Path) -> Outcome:
     """Run the suite under one selection; a usage error of pytest's (same under every selection) stops the matrix."""
     out = logs / selection.name.replace("=", "-")
@@ -260,6 +283,7 @@ def run_selection(selection: Selection, backends: str, args: argparse.Namespace,
         raise UsageError(errors[0] if errors else f"pytest selected no test (exit {code}); see {out / 'pytest.log'}")
     if (out / "junit.xml").is_file():
         read_junit(out / "junit.xml", outcome)
+    outcome.headrooms = read_headrooms(out / "conformance.jsonl")
     records = [json.loads(p.read_text()) for p in sorted(probe.glob("*.json"))]
     outcome.seen, outcome.problems = verify(selection, records)
     if code not in (0, 1):
@@ -286,16 +310,24 @@ def machine_header() -> str:
 
 def table(outcomes: Iterable[Outcome]) -> str:
     """The Markdown table of every selection, then each failure and each selection that did not take effect."""
-    rows = ["| selection | sets | status | passed | failed | skipped | xfailed | s | what the test processes ran |"]
-    rows.append("|---|---|---|---:|---:|---:|---:|---:|---|")
+    outcomes = list(outcomes)
+    baseline = next((o for o in outcomes if o.selection.name == "default" and o.skip is None), None)
+    rows = ["| selection | status | passed | failed | skipped | xfailed | s | least headroom | largest headroom drop"
+            " from default | what the tests ran on |", "|---|---|---:|---:|---:|---:|---:|---|---|---|"]  # fmt: skip
     notes = []
     for o in outcomes:
         if o.skip is not None:
-            rows.append(f"| {o.selection.name} | {o.selection.sets()} | skipped | | | | | | {o.skip} |")
+            rows.append(f"| {o.selection.name} | skipped | | | | | | | | {o.skip} |")
             continue
         seen = o.seen + "".join(f"; **not in effect: {p}**" for p in o.problems)
-        counts = f"{o.passed} | {o.failed} | {o.skipped} | {o.xfailed} | {o.seconds:.0f}"
-        rows.append(f"| {o.selection.name} | {o.selection.sets()} | {o.status()} | {counts} | {seen} |")
+        least = o.least_headroom()
+        headroom = f"{least[0]:.3g} `{least[1]}` | " if least else " | "
+        drop = o.largest_drop(baseline) if baseline is not None and o is not baseline else None
+        if drop and baseline is not None:
+            was, now = baseline.headrooms[drop[1]], o.headrooms[drop[1]]
+            headroom += f"×{drop[0]:.2g} `{drop[1]}` ({was:.3g} → {now:.3g})"
+        counts = f"{o.passed} | {o.failed} | {o.skipped} | {o.xfailed} | {o.seconds:.0f} | {headroom}"
+        rows.append(f"| {o.selection.name} | {o.status()} | {counts} | {seen} |")
         notes += [f"- {o.selection.name}: `{test_id}`: {message}" for test_id, message in o.failures]
     return "\n".join(rows + (["", "Failures:", *notes] if notes else []))
 
