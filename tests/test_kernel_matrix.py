@@ -165,7 +165,7 @@ def test_quick_picks_the_gate_backends_selections_and_checks(km: ModuleType, tmp
     command = km.pytest_command(args, tmp_path, "eager,numpy,jax")
     assert command[3 : 3 + len(km.QUICK_TESTS)] == list(km.QUICK_TESTS)
     assert "--strict-backends" in command and "--backend=eager,numpy,jax" in command
-    assert command[-6:] == ["-k", "float32", "-n", "2", "--dist", "loadgroup"]
+    assert command[-6:] == ["-k", "(not float16) and (float32)", "-n", "2", "--dist", "loadgroup"]
 
 
 def test_explicit_choices_override_quick_and_extra_arguments_reach_pytest(km: ModuleType, tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_explicit_choices_override_quick_and_extra_arguments_reach_pytest(km: Mo
     args = km.parse_args(["--", "--seed=3"])
     assert args.backends == "all" and args.selections is None
     command = km.pytest_command(args, tmp_path, "all")
-    assert command[3] == "suites" and command[-1] == "--seed=3" and "-n" not in command
+    assert command[3] == "suites" and command[-1] == "--seed=3" and "-n" not in command and "-k" not in command
 
 
 @pytest.mark.parametrize(
