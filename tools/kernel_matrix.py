@@ -185,9 +185,9 @@ def pytest_command(args: argparse.Namespace, out: Path, backends: str) -> list[s
     command += ["--ignore=suites/bench_net.py", f"--backend={backends}", "--strict-backends"]
     command += ["-p", "no:cacheprovider", "-p", "kernel_probe", "-q", "-rN"]
     command += [f"--junitxml={out / 'junit.xml'}", f"--conformance-results={out / 'conformance.jsonl'}"]
-    keyword = " and ".join(f"({k})" for k in (QUICK_KEYWORD if args.quick else None, args.keyword) if k)
-    if keyword:
-        command += ["-k", keyword]
+    keywords = [k for k in (QUICK_KEYWORD if args.quick else None, args.keyword) if k]
+    if keywords:
+        command += ["-k", " and ".join(f"({k})" for k in keywords) if len(keywords) > 1 else keywords[0]]
     if args.workers != "0":
         command += ["-n", args.workers, "--dist", "loadgroup"]
     return command + args.extra
@@ -285,7 +285,11 @@ def run_selection(selection: Selection, backends: str, args: argparse.Namespace,
     text = (out / "pytest.log").read_text(errors="replace")
     if code in (4, 5):
         errors = [line.removeprefix("ERROR: ") for line in text.splitlines() if line.startswith("ERROR: ")]
-        raise UsageError(errors[0] if errors else f"pytest selected no test (exit {code}); see {out / 'pytest.log'}")
+        raise UsageError(
+            errors[0]
+            if errors
+            else f"pytest ran no test (exit {code}): check -k and --backend; see {out / 'pytest.log'}"
+        )
     if (out / "junit.xml").is_file():
         read_junit(out / "junit.xml", outcome)
     outcome.headrooms = read_headrooms(out / "conformance.jsonl")
