@@ -249,6 +249,11 @@ def test_verify_reports_a_selection_that_did_not_take_effect(ks: ModuleType) -> 
         "OpenMP ran 1/2 threads, not 1",
     ]
     assert ks.verify(selection(ks, "default"), []) == ("", ["no test process reported its kernels"])
+    without = {"pid": 1, "threadpoolctl": "missing"}
+    assert ks.verify(selection(ks, "threads=1"), [without])[1] == [
+        "OpenBLAS not checked: threadpoolctl is missing (pip install threadpoolctl)"
+    ]
+    assert ks.verify(selection(ks, "default"), [without])[1] == []
 
 
 def test_verify_holds_xla_code_to_the_registers_and_fma_its_isa_allows(ks: ModuleType) -> None:

@@ -363,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{step}: running on {backends}", flush=True)
             outcome = run_selection(selection, backends, args, logs)
             outcomes.append(outcome)
-            counts = f"{outcome.passed} passed, {outcome.failed} failed, {outcome.skipped} skipped"
+            o = outcome
+            counts = f"{o.passed} passed, {o.failed} failed, {o.skipped} skipped, {o.xfailed} xfailed"
             problems = "".join(f"; NOT IN EFFECT: {p}" for p in outcome.problems)
             print(f"    {outcome.status()}: {counts} in {outcome.seconds:.0f} s; ran {outcome.seen}{problems}")
     except UsageError as exc:

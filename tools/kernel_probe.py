@@ -53,7 +53,7 @@ def read_kernels() -> dict[str, Any]:
     try:
         import threadpoolctl
     except ImportError:
-        record["threadpoolctl"] = "missing: pip install threadpoolctl"
+        record["threadpoolctl"] = "missing"
     else:
         pools = threadpoolctl.threadpool_info()
         record["openblas"] = [

@@ -177,7 +177,9 @@ def verify(selection: Selection, records: list[dict[str, Any]]) -> tuple[str, li
     """What the test processes ran, in words, and every way it differs from what ``selection`` asked for."""
     if not records:
         return "", ["no test process reported its kernels"]
-    problems = [f"{r['threadpoolctl']}: OpenBLAS not checked" for r in records[:1] if "threadpoolctl" in r]
+    problems = []
+    if (selection.openblas or selection.threads) and any("threadpoolctl" in r for r in records):
+        problems.append("OpenBLAS not checked: threadpoolctl is missing (pip install threadpoolctl)")
     blas = [lib for r in records for lib in r.get("openblas", [])]
     cores = sorted({str(lib["architecture"]) for lib in blas})
     blas_threads = sorted({int(lib["threads"]) for lib in blas})
