@@ -317,7 +317,7 @@ def test_the_probe_records_what_a_pytest_process_ran(
     assert found["xla"]["widest"] in {"xmm", "ymm", "zmm"} and isinstance(found["xla"]["fma"], bool)
 
 
-def test_the_table_names_each_selection_its_least_headroom_and_its_largest_drop_from_the_default(
+def test_the_table_names_each_selection_its_least_headroom_and_the_reduced_check_nearest_failing(
     km: ModuleType, ks: ModuleType, tmp_path: Path
 ) -> None:
     results = tmp_path / "conformance.jsonl"
@@ -328,10 +328,11 @@ def test_the_table_names_each_selection_its_least_headroom_and_its_largest_drop_
     results.write_text("\n".join(json.dumps(line) for line in lines))
     assert km.read_headrooms(results) == {"t[a]": 10.0, "t[b]": 4.0}
 
-    default = km.Outcome(selection(ks, "default"), passed=2, headrooms={"t[a]": 10.0, "t[b]": 4.0})
-    prescott = km.Outcome(selection(ks, "openblas=Prescott"), passed=2, headrooms={"t[a]": 5.0, "t[b]": 4.0})
+    default = km.Outcome(selection(ks, "default"), passed=3, headrooms={"t[a]": 10.0, "t[b]": 4.0, "t[e]": 500.0})
+    headrooms = {"t[a]": 5.0, "t[b]": 4.0, "t[e]": 100.0}
+    prescott = km.Outcome(selection(ks, "openblas=Prescott"), passed=3, headrooms=headrooms)
     skylake = km.Outcome(selection(ks, "openblas=SkylakeX"), skip="needs avx512f, which this CPU lacks")
     rows = km.table([default, prescott, skylake]).splitlines()
-    assert rows[2].startswith("| default | passed | 2 | 0 | 0 | 0 | 0 | 4 `t[b]` |  |")
-    assert rows[3].startswith("| openblas=Prescott | passed | 2 | 0 | 0 | 0 | 0 | 4 `t[b]` | ×0.5 `t[a]` (10 → 5) |")
+    assert rows[2].startswith("| default | passed | 3 | 0 | 0 | 0 | 0 | 4 `t[b]` |  |")
+    assert rows[3].startswith("| openblas=Prescott | passed | 3 | 0 | 0 | 0 | 0 | 4 `t[b]` | `t[a]` (10 → 5) |")
     assert rows[4] == "| openblas=SkylakeX | skipped | | | | | | | | needs avx512f, which this CPU lacks |"
