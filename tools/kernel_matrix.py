@@ -323,6 +323,15 @@ def machine_header() -> str:
     return f"CPU: {cpu_model()}, {cpu_count()} CPUs, flags {' '.join(wide) or '(none read)'}; {', '.join(versions)}"
 
 
+def distinct(before: float, after: float) -> tuple[str, str]:
+    """Two numbers with 3 significant digits, or as many more (up to 9) as it takes to tell them apart."""
+    for digits in range(3, 10):
+        pair = (f"{before:.{digits}g}", f"{after:.{digits}g}")
+        if pair[0] != pair[1]:
+            break
+    return pair
+
+
 def table(outcomes: Iterable[Outcome]) -> str:
     """The Markdown table of every selection, then each failure and each selection that did not take effect."""
     outcomes = list(outcomes)
@@ -342,7 +351,7 @@ def table(outcomes: Iterable[Outcome]) -> str:
         headroom = f"{least[0]:.3g} `{least[1]}` | " if least else " | "
         reduced = o.nearest_reduced(baseline) if baseline is not None and o is not baseline else None
         if reduced:
-            headroom += f"`{reduced[0]}` ({reduced[1]:.3g} → {reduced[2]:.3g})"
+            headroom += f"`{reduced[0]}` ({' → '.join(distinct(reduced[1], reduced[2]))})"
         counts = f"{o.passed} | {o.failed} | {o.skipped} | {o.xfailed} | {o.seconds:.0f} | {headroom}"
         rows.append(f"| {o.selection.name} | {o.status()} | {counts} | {seen} |")
         notes += [f"- {o.selection.name}: `{test_id}`: {message}" for test_id, message in o.failures]
