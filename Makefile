@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv report test lint clean
+.PHONY: venv report test lint kernel-matrix kernel-matrix-quick clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The strict suite under each kernel selection this CPU supports: OpenBLAS core types, ATen's
+# and oneDNN's instruction sets, 1 and 2 threads (docs/kernel-matrix.md). The quick one is the
+# gate's: the arithmetic-sensitive checks on eager, numpy and jax under a few selections.
+kernel-matrix: $(STAMP)
+	$(BIN)/python tools/kernel_matrix.py
+
+kernel-matrix-quick: $(STAMP)
+	$(BIN)/python tools/kernel_matrix.py --quick
 
 clean:
 	rm -rf $(VENV) .netharness netharness-report .benchmarks

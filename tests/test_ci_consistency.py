@@ -28,6 +28,13 @@ def test_both_run_the_full_mutation_run_after_lint() -> None:
     assert CI_RUN.index("make lint") < CI_RUN.index(command)
 
 
+def test_both_run_the_kernel_matrix_gate_after_lint() -> None:
+    command = "make kernel-matrix-quick\n"
+    assert command in CI_RUN and f"run: {command}" in WORKFLOW
+    assert CI_RUN.index("make lint") < CI_RUN.index(command) < CI_RUN.index(".venv/bin/netharness run")
+    assert WORKFLOW.index("run: make lint") < WORKFLOW.index(f"run: {command}")
+
+
 def test_both_run_the_main_job_quick_and_strict() -> None:
     assert ".venv/bin/netharness run --quick --strict-backends" in CI_RUN
     assert ".venv/bin/netharness run --quick --strict-backends --backend=${{ matrix.backend }}" in WORKFLOW
