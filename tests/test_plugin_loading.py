@@ -89,3 +89,30 @@ def harness_backends():
     (row,) = [line for line in out.splitlines() if line.startswith("broken ")]
     assert "broken: availability() raised RuntimeError: no licence server" in row
     assert err.strip() == "error: backend 'broken': availability() raised RuntimeError"
+
+
+def test_a_plugin_that_changes_directory_at_import_moves_no_results(
+    pytester: pytest.Pytester, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers import ROOT, builtins_but, install_plugin
+
+    elsewhere = pytester.path / "elsewhere"
+    elsewhere.mkdir()
+    source = f"""
+import os
+from harness import hookimpl
+os.chdir({str(elsewhere)!r})
+
+@hookimpl
+def harness_backends():
+    return []
+"""
+    install_plugin(fake_site, "wanderer", "wanderer", source)
+    monkeypatch.setenv("PYTHONPATH", str(fake_site))
+    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", builtins_but("numpy"))
+    result = pytester.runpytest_subprocess(
+        str(ROOT / "suites" / "test_forward_shapes.py"), "--backend=numpy", "-k", "test_output_shape and batch1",
+        "--conformance-results=res.jsonl", "-p", "no:cacheprovider",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    assert (pytester.path / "res.jsonl").exists() and not (elsewhere / "res.jsonl").exists()

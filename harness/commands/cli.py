@@ -121,7 +121,9 @@ def _suites_dir() -> Path:
 
 
 def _writable_dir(path: str) -> Path:
-    directory = Path(path)
+    # Absolute before any plugin is imported: a plugin that changes the working directory
+    # at import must not move the report.
+    directory = Path(path).absolute()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / ".netharness-write-test"

@@ -34,7 +34,9 @@ class HarnessState:
         self.device = parse_device(config.getoption("device"))
         self.seed = parse_seed(config.getoption("seed"))
         self.strict: bool = config.getoption("strict_backends")
-        self.results_path = Path(config.getoption("conformance_results"))
+        # Absolute before the plugins are imported: one that changes the working directory at
+        # import must not move the results file.
+        self.results_path = Path(config.getoption("conformance_results")).absolute()
         self.pm: HarnessPluginManager = build_plugin_manager()
         self.registry: BackendRegistry = collect_backends(self.pm)
         try:
