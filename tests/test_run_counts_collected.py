@@ -124,3 +124,56 @@ def test_one_torn_record_is_quarantined_and_costs_no_other_record(
     assert outcome.crashed and (tmp_path / "r.jsonl.torn").read_text() == '{"kind": "check", "backend": "tea\n'
     (run,) = load_results([results]).conformance  # every line is whole JSON again
     assert sorted(c["outcome"] for c in run.checks) == ["crashed", "passed", "passed", "passed", "passed"]
+
+
+DEADLOCK = """
+import ctypes, os
+from harness import Availability, Capability, hookimpl, oracle
+
+class Deadlock:
+    name = "deadlock"
+    version = "1"
+    capabilities = frozenset({Capability.FORWARD})
+    devices = ("cpu",)
+    dtypes = ("float64",)
+    calls = 0
+
+    def availability(self):
+        return Availability.ok()
+
+    def forward(self, spec, params, x, *, device, dtype):
+        Deadlock.calls += 1
+        once = os.environ["DEADLOCK_ONCE"]
+        if Deadlock.calls == 2 and not os.path.exists(once):  # a mutex locked twice through PyDLL holds the GIL
+            open(once, "w").close()
+            libc, mutex = ctypes.PyDLL(None), ctypes.create_string_buffer(64)
+            libc.pthread_mutex_lock(mutex)
+            libc.pthread_mutex_lock(mutex)
+        return oracle.forward(spec, params, x)
+
+@hookimpl
+def harness_backends():
+    return [Deadlock()]
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_test_that_holds_the_gil_past_its_timeout_is_killed_and_named(
+    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest-timeout's signal cannot reach code that holds the GIL; the supervisor's watchdog can."""
+    install_plugin(fake_site, "deadlock-plugin", "deadlock_plugin", DEADLOCK)
+    (tmp_path / "test_suite.py").write_text(textwrap.dedent(SUITE))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake_site), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
+    monkeypatch.setenv("DEADLOCK_ONCE", str(tmp_path / "deadlocked-once"))
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "r.jsonl"
+    args = [str(tmp_path / "test_suite.py"), "-p", "no:cacheprovider", "-q", "--backend=deadlock", "--timeout=1"]
+    outcome = run_step(args, results)
+    checks = [json.loads(line) for line in results.read_text().splitlines()]
+    found = {r["test_id"].split("[")[1]: r for r in checks if r.get("kind") == "check"}
+    stuck = found["deadlock-float64-2]"]
+    assert stuck["outcome"] == "crashed" and "ran past --timeout=1 s" in stuck["reason"], stuck
+    assert [found[f"deadlock-float64-{k}]"]["outcome"] for k in (1, 3, 4, 5)] == ["passed"] * 4
+    assert outcome.crashed == [stuck["test_id"]]

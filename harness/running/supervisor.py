@@ -43,7 +43,7 @@ from harness.childprocess import (
     Interrupted,
     RaiseOnce,
 )
-from harness.results import RAN, CheckRecord, append_record, append_records, read_records
+from harness.results import RAN, CheckRecord, append_record, append_records, read_new_records, read_records
 
 EXIT_INTERRUPTED = 130
 STOP_GRACE_S = 60.0
@@ -122,7 +122,8 @@ def run_step(
             args = [*pytest_args, f"--conformance-results={results}", f"{SKIP_FROM_OPTION}={skip_file}"]
             args += [f"--crash-budget={budget.limit}", f"{INCIDENTS_OPTION}={incidents}"]
             args.append(f"{COLLECTED_OPTION}={collected}")
-            code = _run_child(args, {**(env or {}), SUPERVISED_ENV: "1"}, outcome)
+            watchdog = Watchdog(results, offset, per_test_timeout(pytest_args))
+            code = _run_child(args, {**(env or {}), SUPERVISED_ENV: "1"}, outcome, watchdog)
             records = read_records(results, offset)
             for record in records:
                 if record.get("kind") == "check":
@@ -155,15 +156,16 @@ def run_step(
                 outcome.exit_code = max(code, 1) if code >= 0 else 1
                 return outcome
             crashed = started[-1]
-            incident = Incident(crashed["backend"], "crash", describe_exit(code), crashed["test_id"])
+            how = watchdog.how() if watchdog.killed == crashed["test_id"] else describe_exit(code)
+            incident = Incident(crashed["backend"], "crash", how, crashed["test_id"])
             spent = budget.add(incident)
-            append_record(results, _crash_record(crashed, code, seed, device, budget.limit if spent else 0))
+            append_record(results, _crash_record(crashed, how, seed, device, budget.limit if spent else 0))
             done.add(crashed["test_id"])
             outcome.crashed.append(crashed["test_id"])
             outcome.ran[crashed["backend"]] = outcome.ran.get(crashed["backend"], 0) + 1
             left, stopped = _record_not_run(collected, results, done, budget, outcome, seed, device)
             going_on = "" if left == 0 else "; resuming after it"
-            print(f"netharness: CRASHED: {crashed['test_id']} ({describe_exit(code)}){going_on}", file=sys.stderr)
+            print(f"netharness: CRASHED: {crashed['test_id']} ({how}){going_on}", file=sys.stderr)
             for backend, count in stopped.items():
                 print(f"netharness: STOPPED: {budget.reason(backend)}; {count} tests not run", file=sys.stderr)
             sys.stderr.flush()
@@ -219,7 +221,7 @@ def _record_unfinished(
         print(f"netharness: PARTIAL: {len(left)} collected tests have no outcome ({reason})", file=sys.stderr)
 
 
-def _crash_record(started: dict[str, Any], code: int, seed: int, device: str, spent: int) -> dict[str, Any]:
+def _crash_record(started: dict[str, Any], how: str, seed: int, device: str, spent: int) -> dict[str, Any]:
     """``spent``: the budget this crash spent, or 0 when the backend's tests go on."""
     after = f"the backend's crash budget ({spent}) is spent" if spent else "the run resumed after it"
     record = CheckRecord(
@@ -231,7 +233,7 @@ def _crash_record(started: dict[str, Any], code: int, seed: int, device: str, sp
         outcome="crashed",
         test_id=started["test_id"],
         seed=seed,
-        reason=f"the process died while running this test ({describe_exit(code)}); {after}",
+        reason=f"the process died while running this test ({how}); {after}",
     )
     return record.to_json()
 
@@ -241,13 +243,66 @@ XDIST_WORKER_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_
 pytest-benchmark then times nothing), so a run started from inside a worker's test drops it."""
 
 
-def _run_child(args: list[str], env: dict[str, str], outcome: StepOutcome) -> int:
+WATCHDOG_GRACE_S = 10.0
+"""Beyond the per-test timeout (and a tenth of it), how long a test may go on before the supervisor kills it."""
+
+
+def per_test_timeout(pytest_args: list[str]) -> float | None:
+    """The ``--timeout=S`` the child is given (pytest-timeout's), or None."""
+    for arg in pytest_args:
+        if arg.startswith("--timeout="):
+            try:
+                return float(arg.split("=", 1)[1]) or None
+            except ValueError:
+                return None
+    return None
+
+
+class Watchdog:
+    """Kills a child whose test outlives its per-test timeout by far: pytest-timeout's signal
+    method cannot stop code that holds the GIL (a C call that never returns to Python)."""
+
+    def __init__(self, results: Path, offset: int, timeout: float | None) -> None:
+        self.results, self.offset, self.timeout = results, offset, timeout
+        self.running: tuple[str, float] | None = None
+        """The test that started last and has no outcome yet, and when it was seen to start."""
+        self.killed = ""
+
+    @property
+    def limit(self) -> float:
+        assert self.timeout is not None
+        return self.timeout * 1.1 + WATCHDOG_GRACE_S
+
+    def overdue(self) -> bool:
+        """Read what the child wrote since the last look; True once its running test is past the limit."""
+        if self.timeout is None:
+            return False
+        records, self.offset = read_new_records(self.results, self.offset)
+        for record in records:
+            if record.get("kind") == "started":
+                self.running = (str(record.get("test_id")), time.monotonic())
+            elif record.get("kind") == "check" and self.running and record.get("test_id") == self.running[0]:
+                self.running = None
+        return self.running is not None and time.monotonic() - self.running[1] > self.limit
+
+    def how(self) -> str:
+        return f"the test ran past --timeout={self.timeout:g} s and did not stop, so the supervisor killed it"
+
+
+def _run_child(args: list[str], env: dict[str, str], outcome: StepOutcome, watchdog: Watchdog) -> int:
     inherited = {k: v for k, v in os.environ.items() if k not in XDIST_WORKER_ENV}
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", *args], env={**inherited, **env}, preexec_fn=_die_with_parent
     )
     try:
-        return process.wait()
+        while True:
+            try:
+                return process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if watchdog.overdue() and watchdog.running is not None:
+                    watchdog.killed = watchdog.running[0]
+                    print(f"netharness: {watchdog.killed} is stuck past its timeout; killing it", file=sys.stderr)
+                    process.kill()
     except KeyboardInterrupt as stop:
         outcome.interrupted = True
         why = stop.args[0] if isinstance(stop, Interrupted) else "SIGINT"
