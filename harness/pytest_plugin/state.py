@@ -103,6 +103,10 @@ class HarnessState:
                     validate(declaration, name, f"{hook} of {where}")
             except PluginError as exc:
                 raise pytest.UsageError(str(exc)) from None
+            if impl.plugin_name != self.registry.owners.get(name):  # another plugin's word on this backend
+                group = [
+                    replace(d, reason=f"{d.reason} (declared by {where}, which does not own {name!r})") for d in group
+                ]
             declared += group
         return declared
 
