@@ -9,6 +9,7 @@ or thread split would: every order must give the same bits at every position.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 from harness import NetSpec, oracle
 from harness.net.testdata import as_float64, distinct_values_per_window, tied_pool_data
 from harness.net.variants import SPEC_VARIANTS
-from tests.helpers import run_suite_with_only
+from tests.helpers import ROOT, run_suite_with_only
 
 SEED = 2026
 ORDERS = 4
@@ -118,3 +119,35 @@ def test_ties_broken_before_the_pool_are_named_not_blamed_on_the_tie_rule(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ties broken upstream at conv2 by rounding (2 distinct values in one pool window)*"])
     assert "tie rule says" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    "selection",
+    ["OPENBLAS_CORETYPE=Prescott", "OPENBLAS_CORETYPE=Sandybridge", "ATEN_CPU_CAPABILITY=default", "OMP_NUM_THREADS=2"],
+)
+def test_the_tie_verdicts_hold_under_another_kernel_selection(tmp_path: Path, selection: str) -> None:
+    """eager and numpy pass the tie check, and a tie sent to the last maximum or split evenly fails it, in both
+    precisions, whichever kernels the BLAS and ATen pick (the gate's kernel matrix runs the rest of the suite)."""
+    pytest.importorskip("torch")
+    import os
+    import subprocess
+    import sys
+
+    from harness.commands.mutants import plugin_site
+
+    site = plugin_site(tmp_path / "site")
+    variable, value = selection.split("=")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), variable: value}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    results = tmp_path / "r.jsonl"
+    command = [
+        sys.executable, "-m", "pytest", str(ROOT / "suites" / "test_gradients.py"), "-k", "maxpool_tie",
+        "--backend=eager,numpy,mutant-tie-last-max,mutant-tie-split", "-p", "no:cacheprovider", "-q",
+        f"--conformance-results={results}",
+    ]  # fmt: skip
+    subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=600)
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    outcome = {(r["backend"], r["dtype"]): r["outcome"] for r in records if r.get("kind") == "check"}
+    for dtype in ("float32", "float64"):
+        assert outcome[("eager", dtype)] == outcome[("numpy", dtype)] == "passed", outcome
+        assert outcome[("mutant-tie-last-max", dtype)] == outcome[("mutant-tie-split", dtype)] == "failed", outcome
