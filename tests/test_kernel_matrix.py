@@ -131,6 +131,19 @@ def test_a_child_environment_drops_the_knobs_it_inherits_and_sets_its_own(
     assert km.child_environment(by_name["threads=1"], tmp_path)["OPENBLAS_NUM_THREADS"] == "1"
 
 
+def test_a_run_loads_only_the_builtin_plugins_of_its_backends(
+    km: ModuleType, ks: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from harness.contract.manager import BUILTIN_PLUGINS, DISABLE_ENV
+
+    assert km.BUILTIN_PLUGINS == tuple(BUILTIN_PLUGINS) and km.DISABLE_ENV == DISABLE_ENV
+    monkeypatch.setenv(DISABLE_ENV, "mine")
+    default = selection(ks, "default")
+    assert km.child_environment(default, tmp_path, "jax")[DISABLE_ENV] == "mine,eager,compile,numpy,onnx,openvino"
+    assert km.child_environment(default, tmp_path, "eager,openvino-f32")[DISABLE_ENV] == "mine,compile,numpy,onnx,jax"
+    assert km.child_environment(default, tmp_path, "all,jax")[DISABLE_ENV] == "mine"
+
+
 def test_each_aten_capability_compiles_into_an_inductor_cache_of_its_own(
     km: ModuleType, ks: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
