@@ -264,3 +264,78 @@ def test_a_crash_in_the_backward_is_one_cause_first_in_the_summary_and_in_summar
     summary = (tmp_path / "report" / "summary.md").read_text()
     causes = summary[summary.index("## Root causes") :].splitlines()
     assert causes[2].startswith(f"1. **crash-backward**: {failed} failures: TypeError in only_plugin.py:")
+
+
+# -- init failures name their likely causes ---------------------------------------------------
+
+INITS = """
+    import numpy as np
+    from scipy import stats
+    from backends.eager import EagerBackend
+    from harness import hookimpl
+
+    class KerasTruncated(EagerBackend):
+        '''Conv weights from the right normal truncated at 2 sigma (Keras' distribution="normal")'''
+        name = "keras-truncated"
+        dtypes = ("float64",)
+
+        def init_params(self, spec, *, seed, dtype):
+            params = super().init_params(spec, seed=seed, dtype=dtype)
+            rng = np.random.default_rng(seed)
+            for name in spec.conv_names:
+                w = params[f"{name}.weight"]
+                sigma = np.sqrt(2.0 / spec.fans(f"{name}.weight")[1])
+                params[f"{name}.weight"] = stats.truncnorm(-2, 2).rvs(w.shape, random_state=rng) * sigma
+            return params
+
+    class FanIn(EagerBackend):
+        name = "fan-in"
+        dtypes = ("float64",)
+
+        def init_params(self, spec, *, seed, dtype):
+            params = super().init_params(spec, seed=seed, dtype=dtype)
+            rng = np.random.default_rng(seed)
+            for name in spec.conv_names:
+                w = params[f"{name}.weight"]
+                params[f"{name}.weight"] = rng.standard_normal(w.shape) * np.sqrt(2.0 / spec.fans(f"{name}.weight")[0])
+            return params
+
+    @hookimpl
+    def harness_backends():
+        return [KerasTruncated(), FanIn()]
+"""
+
+
+def test_init_failures_name_truncation_and_the_wrong_fan(
+    pytester: pytest.Pytester, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch")
+    result = run_suite_with_only(
+        pytester,
+        fake_site,
+        monkeypatch,
+        INITS,
+        "test_init_statistics.py",
+        "--tb=line",
+        "--backend=keras-truncated,fan-in",
+        "-k",
+        "test_init_conv_weights",
+    )
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "likely: looks truncated at ±2." in out and "σ (no value beyond; as Keras' truncated normal)" in out
+    assert "likely: the variance matches 2/fan_in: fan_in used instead of fan_out" in out
+
+
+def test_layers_drawn_from_one_restarted_stream_are_named() -> None:
+    from suites.test_init_statistics import SEEDS_PER_CHECK, likely_causes
+
+    stream = np.random.default_rng(5).standard_normal(2400)
+    samples = {
+        "conv1.weight": np.concatenate([stream[:150] * 0.1] * SEEDS_PER_CHECK),
+        "conv2.weight": np.concatenate([stream * 0.05] * SEEDS_PER_CHECK),
+    }
+    found = likely_causes("conv2.weight", samples, True, {})
+    assert "seeds 0 and 1 of the 10 drawn give the same values (is the seed used?)" in found
+    assert "it starts with conv1.weight's values, scaled: the layers share one random stream" in found
