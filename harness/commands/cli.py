@@ -83,7 +83,9 @@ def cmd_checks(args: argparse.Namespace) -> int:
                 if info.name == "activation_values":
                     limits = ", ".join(f"{d}: {ULP_TOLERANCES[d]:g} ulp" for d in precisions)
                 elif info.name == "activation_derivatives":  # its failures speak in these units, not an rtol
-                    limits = f"{DERIVATIVE_UNITS:g} units of eps (|f'| + |y df'/dy|) at every precision"
+                    limits = ", ".join(
+                        f"{d}: {DERIVATIVE_UNITS:g} units of eps (|f'| + |y df'/dy|)" for d in precisions
+                    )
                 else:
                     limits = "; ".join(f"{d}: {default_tolerance(info.name, d)}" for d in precisions)
                 print(f"      default tolerance: {limits}")
