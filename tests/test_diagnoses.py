@@ -122,7 +122,7 @@ def test_failures_sharing_an_exception_and_a_place_are_one_cause_shown_first() -
     ]
     assert causes[0].reproduce == "pytest gradients"
     lines = cause_lines(causes)
-    assert lines[0] == "  b: 2 root causes, in the order to fix them:"
+    assert lines[0] == "  b has 2 root causes, in the order to fix them:"
     assert lines[1].startswith("    1. 3 failures: TypeError in kernels.py:12 pool_backward")
 
 
@@ -206,7 +206,7 @@ def test_a_flatten_in_nhwc_order_fails_as_one_cause_that_names_the_flatten_and_t
     out = result.stdout.str()
     result.assert_outcomes(failed=4)
     section = _causes_section(out)
-    assert section[0] == "  flatten-nhwc: 1 root cause:"
+    assert section[0] == "  flatten-nhwc has 1 root cause:"
     assert section[1].startswith(
         "    1. 4 failures: forward_values: flatten: the same values in another order:"
         " the flatten looks like NHWC order; the spec flattens in NCHW order"

@@ -61,7 +61,8 @@ class Cause:
         return [check for check in self.checks if check != self.first_check]
 
     def line(self) -> str:
-        """'3 failures: TypeError in ...; also fails: train_step (2); fix this first'."""
+        """'3 failures: TypeError in k.py:12 pool_backward: ...; in gradients, train_step', or, for a
+        failing check upstream, '...; gradients (4) fail after it: forward_values fails too; fix it first'."""
         text = f"{self.count} failure{'s' if self.count != 1 else ''}: {self.headline}"
         followers = self.followers
         if followers and self.rank < len(PIPELINE) and not self.crash:
@@ -135,7 +136,7 @@ def cause_lines(causes: list[Cause], *, indent: str = "  ") -> list[str]:
     for backend in backends:
         mine = [cause for cause in causes if cause.backend == backend]
         many = f"{len(mine)} root causes, in the order to fix them" if len(mine) > 1 else "1 root cause"
-        lines.append(f"{indent}{backend}: {many}:")
+        lines.append(f"{indent}{backend} has {many}:")  # not 'name:', which starts a verdict line
         for number, cause in enumerate(mine, 1):
             lines.append(f"{indent}  {number}. {cause.line()}")
             if cause.reproduce:
