@@ -73,6 +73,11 @@ class CheckRecord:
     reason: str = ""
     duration_s: float = 0.0
     measurements: list[Measurement] = field(default_factory=list)
+    exception: str = ""
+    """The type of the exception that failed the check ('' when it did not fail)."""
+    location: str = ""
+    """Where it was raised: the innermost frame outside the harness, the suite and the array
+    libraries, as 'file.py:123 function' ('' when it did not fail)."""
 
     def to_json(self) -> dict[str, Any]:
         worst = min(self.measurements, key=lambda m: m.headroom, default=None)

@@ -24,7 +24,7 @@ from reports.numbers import quantity, sig
 from reports.stability import LOAD_PER_CPU_LIMIT, MIN_ROUNDS, REL_IQR_LIMIT
 from reports.stats import BASELINE_BACKEND, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from reports.template import CSP, CSS, TEMPLATE
-from reports.verdicts import VERDICT_BATCH, Verdict, failures, other_skips, verdicts
+from reports.verdicts import VERDICT_BATCH, Verdict, causes, failures, other_skips, verdicts
 
 MAX_FAILURES = 50
 
@@ -47,6 +47,7 @@ def _context(data: ReportData, links: dict[str, str]) -> dict[str, Any]:
         "verdicts": [_verdict_row(verdict) for verdict in verdicts(data)],
         "batch": VERDICT_BATCH,
         "baseline": BASELINE_BACKEND,
+        "causes": causes(conf)[:MAX_FAILURES],
         "failures": found[:MAX_FAILURES],
         "failures_total": len(found),
         "several_machines": conf["machine"].nunique() > 1,

@@ -20,7 +20,7 @@ from reports.model import ReportData
 from reports.numbers import interval, times
 from reports.stats import BASELINE_BACKEND
 from reports.tables import outcome_counts
-from reports.verdicts import VERDICT_BATCH, Verdict, failures, outcome_label, verdicts
+from reports.verdicts import VERDICT_BATCH, Verdict, causes, failures, outcome_label, verdicts
 
 SUMMARY_BATCH = VERDICT_BATCH
 MAX_FAILURES = 15
@@ -62,6 +62,7 @@ def render_summary(data: ReportData) -> str:
             f"with a 95% bootstrap interval; {UNSTABLE} marks an unstable timing."
         )
     lines.extend(_notes(data, found))
+    lines.extend(_causes(data.conf))
     lines.extend(_failures(data.conf))
     return "\n".join(lines).rstrip() + "\n"
 
@@ -180,6 +181,26 @@ def _notes(data: ReportData, found: list[Verdict]) -> list[str]:
             ]
             more = f"; … and {len(unstable) - MAX_NOTES} more" if len(unstable) > MAX_NOTES else ""
             lines += ["", f"{UNSTABLE} {len(unstable)} unstable benchmark timing(s): " + "; ".join(named) + more + "."]
+    return lines
+
+
+def _causes(conf: pd.DataFrame) -> list[str]:
+    """The failures grouped by root cause, each backend's numbered in the order to fix them."""
+    found = causes(conf)
+    if not found:
+        return []
+    lines = ["", f"## Root causes ({len(found)}), in the order to fix them", ""]
+    number, backend = 0, None
+    for cause in found[:MAX_FAILURES]:
+        number, backend = (number + 1 if cause.backend == backend else 1), cause.backend
+        text = " ".join(cause.line().split())
+        if len(text) > MAX_REASON:
+            text = text[: MAX_REASON - 1] + "…"
+        lines.append(f"{number}. **{markdown_text(cause.backend)}**: {markdown_text(text)}")
+        if cause.reproduce:
+            lines.append(f"  - reproduce: {markdown_command(cause.reproduce)}")
+    if len(found) > MAX_FAILURES:
+        lines.append(f"- … and {len(found) - MAX_FAILURES} more: see report.html")
     return lines
 
 

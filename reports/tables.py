@@ -90,6 +90,8 @@ CONFORMANCE_COLUMNS = [
     "tolerance_source",
     "tolerance_factor",
     "reason",
+    "exception",
+    "location",
     "test_id",
     "seed",
     "duration_s",
@@ -189,7 +191,7 @@ def conformance_frame(results: Results) -> pd.DataFrame:
     for column in ("max_abs_error", "max_rel_error", "rtol", "atol", "headroom", "duration_s"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
-    for column in ("tolerance_reason", "reason", "test_id", "dtype", "device"):
+    for column in ("tolerance_reason", "reason", "exception", "location", "test_id", "dtype", "device"):
         frame[column] = frame[column].fillna("").astype(str)
     key = ["machine", "backend", "check", "config", "dtype", "device"]
     frame = frame.drop_duplicates(subset=key, keep="last").reset_index(drop=True)

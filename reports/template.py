@@ -126,6 +126,10 @@ benchmark results are unstable, and every speedup computed from one is flagged (
 
 {% if failures %}
 <h2 id="failures">Failures ({{ failures_total }})</h2>
+{% if causes %}<p>By root cause, each backend's in the order to fix them:</p>
+<ol id="root-causes">{% for c in causes %}<li><b>{{ c.backend }}</b>: {{ c.line() }}{% if c.reproduce %}
+<br><code>{{ c.reproduce }}</code>{% endif %}</li>
+{% endfor %}</ol>{% endif %}
 <table id="failures-table">
 <colgroup><col style="width: 8%">{% if several_machines %}<col style="width: 7%">{% endif %}<col style="width: 13%">
 <col style="width: 11%"><col style="width: 7%"><col><col style="width: 30%"></colgroup>

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.budget import NOT_RUN
+from harness.conformance.causes import Cause, cause_lines, root_causes
 from reports.model import ReportData
 from reports.numbers import interval, sig, times
 from reports.records import FAILING, failure_summary, not_run_reason, reproduce_from_record, skipped_capability
@@ -270,6 +271,27 @@ def failures(conf: pd.DataFrame) -> list[Failure]:
     return found
 
 
+def causes(conf: pd.DataFrame) -> list[Cause]:
+    """The failures grouped by root cause, each backend's in the order to fix them.
+
+    See :mod:`harness.conformance.causes`."""
+    if conf.empty:
+        return []
+    bad = conf[conf["outcome"].isin(FAILING)]
+    several = conf["machine"].nunique() > 1
+    records = []
+    for row in bad.to_dict("records"):
+        if several:  # one group list per backend and machine
+            row["backend"] = f"{row['backend']} ({row['machine']})"
+        records.append(row)
+    return root_causes(
+        records,
+        lambda r: reproduce_from_record(
+            str(r["reason"]), str(r["test_id"]), str(r["backend"]).split(" (")[0], str(r["device"]), r["seed"]
+        ),
+    )
+
+
 def other_skips(conf: pd.DataFrame) -> list[tuple[str, str, int]]:
     """(backend, reason, count) of the skips that are not capability skips: these may hide a problem."""
     skips = conf[conf["outcome"] == "skipped"]
@@ -323,4 +345,15 @@ def end_of_run_lines(data: ReportData | None, backends: Sequence[str] = ()) -> l
     found.sort(key=lambda verdict: (rank.get(verdict.backend, len(rank)), verdict.backend, verdict.machine))
     missing = [name for name in backends if name not in {verdict.backend for verdict in found}]
     found += [Verdict(name, "", {}, [], 0, 0, 0) for name in missing]
-    return [f"  {verdict_line(verdict)}" for verdict in found]
+    lines = [f"  {verdict_line(verdict)}" for verdict in found]
+    if data is not None and not data.conf.empty:
+        lines.append(
+            "  (these count conformance checks; pytest's counts above also hold plugin_loaded, one test per"
+            " installed plugin, and the benchmark step's tests, so they differ)"
+        )
+    grouped = causes(data.conf) if data is not None else []
+    if grouped:
+        grouped.sort(key=lambda cause: rank.get(cause.backend, len(rank)))  # stable: each backend's order kept
+        lines.append("  failures by root cause:")
+        lines += cause_lines(grouped, indent="    ")
+    return lines

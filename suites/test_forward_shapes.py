@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from harness import NetSpec, SpecError
+from harness.conformance.compare import layout_of
 from harness.contract.backend import Backend
 from harness.net.precision import storage_dtype
 from harness.net.testdata import SMALL_BATCH, to_precision
@@ -81,9 +82,11 @@ def test_intermediate_shapes(
     for layer in spec.layers(batch):
         got = layers[layer.name]
         if not isinstance(got, np.ndarray) or got.shape != layer.shape or got.dtype != storage:
+            layout = layout_of(np.shape(got), layer.shape)
+            named = f": {layout} order; the spec's layout is (N, C, H, W)" if layout else ""
             conformance.fail(
                 f"layer {layer.name}: {type(got).__name__} {getattr(got, 'dtype', '')} {np.shape(got)},"
-                f" the spec says {storage} {layer.shape}"
+                f" the spec says {storage} {layer.shape}{named}"
             )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import optimize, stats
 
 from harness import NetSpec
 from harness.contract.backend import Backend
@@ -37,12 +37,67 @@ def pooled(backend: Backend, spec: NetSpec, dtype: str, seed: int) -> dict[str, 
     return {name: np.concatenate([d[name].ravel() for d in draws]).astype(np.float64) for name in draws[0]}
 
 
-def require(conformance: Checker, ok: bool, message: str) -> None:
+def require(conformance: Checker, ok: bool, message: str, causes: Any = None) -> None:
+    """Fail with ``message`` unless ``ok``; ``causes()`` adds the likely causes it recognises."""
     if not ok:
-        conformance.fail(message)
+        found = causes() if causes is not None else ""
+        conformance.fail(f"{message}{'; likely: ' + found if found else ''}")
 
 
-def require_shape(conformance: Checker, name: str, w: np.ndarray, law: Any, law_name: str, alpha: float) -> None:
+TRUNCATED_BELOW = 2.6
+"""A normal sample of 1000 or more values reaches beyond 2.6 of its standard deviations (P > 1 - 1e-4)."""
+UNIFORM_REACH = 1.75
+"""max |w| / std of a uniform is sqrt(3) = 1.73; a truncated normal's is always above it."""
+FAN_MATCH = 0.05
+"""A sample variance within 5% of another scheme's variance names that scheme."""
+
+
+def likely_causes(name: str, samples: dict[str, np.ndarray], normal: bool, alternatives: dict[str, float]) -> str:
+    """The usual causes an init failure points at, as far as the samples show them.
+
+    Truncation (a normal that never goes past about 2 sigma, as Keras' truncated normal), a
+    variance that matches another scheme's (the wrong fan), the same values under two seeds,
+    and a layer that starts with another layer's values once both are standardised (one random
+    stream restarted for each layer).
+    """
+    w = samples[name]
+    found = []
+    spread = float(w.std())
+    if normal and spread > 0 and w.size >= 1000:
+        reach = float(np.abs(w - w.mean()).max()) / spread
+        if reach < TRUNCATED_BELOW:
+            # A normal cut at ±k sigma has a smaller spread: max / std = k / truncnorm(-k, k).std().
+            if reach <= UNIFORM_REACH:  # the limit of a normal cut ever closer to 0
+                found.append(f"no value beyond ±{reach:.2f} standard deviations: looks uniform, not normal")
+            else:
+                k = optimize.brentq(lambda k: k / stats.truncnorm(-k, k).std() - reach, 0.05, 3.5)
+                found.append(f"looks truncated at ±{k:.1f}σ (no value beyond; as Keras' truncated normal)")
+    variance = float(w.var(ddof=1))
+    for scheme, expected in alternatives.items():
+        if expected > 0 and abs(variance / expected - 1) < FAN_MATCH:
+            found.append(f"the variance matches {scheme}")
+            break
+    draws = np.split(w, SEEDS_PER_CHECK)
+    same = [i for i in range(1, len(draws)) if np.array_equal(draws[0], draws[i])]
+    if same:
+        found.append(f"seeds 0 and {same[0]} of the {SEEDS_PER_CHECK} drawn give the same values (is the seed used?)")
+    elif np.unique(w).size < w.size // 2 and w.dtype == np.float64 and np.unique(draws[0]).size < draws[0].size // 2:
+        found.append(f"only {np.unique(draws[0]).size} distinct values in {draws[0].size}: values repeat")
+    head = 64  # one layer's first values a fixed multiple of another's: one stream, restarted per layer
+    mine = draws[0][:head]
+    for other, values in samples.items():
+        theirs = np.split(values, SEEDS_PER_CHECK)[0][:head]
+        if other == name or not other.endswith(".weight") or theirs.size < head or mine.size < head:
+            continue
+        if np.std(mine) > 0 and np.std(theirs) > 0 and abs(np.corrcoef(mine, theirs)[0, 1]) > 1 - 1e-6:
+            found.append(f"it starts with {other}'s values, scaled: the layers share one random stream")
+            break
+    return "; ".join(found)
+
+
+def require_shape(
+    conformance: Checker, name: str, w: np.ndarray, law: Any, law_name: str, alpha: float, causes: Any = None
+) -> None:
     """Kolmogorov-Smirnov against the exact law: rejects at most ``alpha`` of correct draws."""
     ks = stats.kstest(w, law.cdf)
     require(
@@ -50,6 +105,7 @@ def require_shape(conformance: Checker, name: str, w: np.ndarray, law: Any, law_
         ks.pvalue > alpha,
         f"{name}: Kolmogorov-Smirnov against {law_name} rejects the shape "
         f"(D={ks.statistic:.4f}, p={ks.pvalue:.2e} < {alpha:.1e})",
+        causes,
     )
 
 
@@ -68,13 +124,23 @@ def test_init_conv_weights(backend: Backend, dtype: str, seed: int, conformance:
     for name in names:
         w = samples[name]
         n = w.size
-        _, fan_out = spec.fans(name)
+        fan_in, fan_out = spec.fans(name)
         sigma = math.sqrt(2.0 / fan_out)
+
+        def causes(name: str = name, fan_in: int = fan_in, fan_out: int = fan_out) -> str:
+            return likely_causes(
+                name,
+                samples,
+                True,
+                {"2/fan_in: fan_in used instead of fan_out": 2.0 / fan_in, "1/fan_out: no ReLU gain": 1.0 / fan_out},
+            )
+
         z = w.mean() / (sigma / math.sqrt(n))
         require(
             conformance,
             abs(z) < stats.norm.isf(alpha / 2),
             f"{name}: mean {w.mean():.3g} is {z:.1f} standard errors from 0 (n={n}, alpha={alpha:.1e})",
+            causes,
         )
         chi2 = (n - 1) * w.var(ddof=1) / sigma**2
         low, high = stats.chi2.ppf(alpha / 2, n - 1), stats.chi2.isf(alpha / 2, n - 1)
@@ -84,8 +150,9 @@ def test_init_conv_weights(backend: Backend, dtype: str, seed: int, conformance:
             f"{name}: variance {w.var(ddof=1):.4g} outside the chi-square interval "
             f"[{low * sigma**2 / (n - 1):.4g}, {high * sigma**2 / (n - 1):.4g}] for N(0, 2/fan_out={sigma**2:.4g}) "
             f"(fan_out={fan_out}; fan_in would give {2.0 / spec.fans(name)[0]:.4g})",
+            causes,
         )
-        require_shape(conformance, name, w, stats.norm(0, sigma), f"N(0, {sigma**2:.4g})", alpha)
+        require_shape(conformance, name, w, stats.norm(0, sigma), f"N(0, {sigma**2:.4g})", alpha, causes)
 
 
 @pytest.mark.requires("init")
@@ -115,16 +182,35 @@ def test_init_linear_weights(backend: Backend, dtype: str, seed: int, conformanc
             conformance, float(np.abs(w).max()) <= bound, f"{name}: max |w| = {np.abs(w).max():.4g} exceeds a = {a:.4g}"
         )
         sigma2 = a * a / 3.0
+
+        def causes(name: str = name, fan_in: int = fan_in, fan_out: int = fan_out) -> str:
+            return likely_causes(
+                name,
+                samples,
+                False,
+                {
+                    "a = sqrt(6/fan_in): fan_in alone": 2.0 / fan_in,
+                    "a = sqrt(6/fan_out): fan_out alone": 2.0 / fan_out,
+                    "torch's default nn.Linear init, a = 1/sqrt(fan_in)": 1.0 / (3 * fan_in),
+                },
+            )
+
         z = w.mean() / math.sqrt(sigma2 / n)
-        require(conformance, abs(z) < stats.norm.isf(alpha / 2), f"{name}: mean {w.mean():.3g} is {z:.1f} s.e. from 0")
+        require(
+            conformance,
+            abs(z) < stats.norm.isf(alpha / 2),
+            f"{name}: mean {w.mean():.3g} is {z:.1f} s.e. from 0",
+            causes,
+        )
         z_var = (w.var(ddof=1) - sigma2) / math.sqrt(4 * a**4 / (45 * n))
         require(
             conformance,
             abs(z_var) < stats.norm.isf(alpha / 2),
             f"{name}: variance {w.var(ddof=1):.4g} vs a^2/3 = {sigma2:.4g} is {z_var:.1f} s.e. off"
             f" (z-test, normal approximation with the uniform's fourth moment, alpha={alpha:.1e})",
+            causes,
         )
-        require_shape(conformance, name, w, stats.uniform(-a, 2 * a), f"U(-{a:.4g}, {a:.4g})", alpha)
+        require_shape(conformance, name, w, stats.uniform(-a, 2 * a), f"U(-{a:.4g}, {a:.4g})", alpha, causes)
 
 
 @pytest.mark.requires("init")

@@ -40,10 +40,22 @@ def test_cross_entropy_stability(backend: Backend, dtype: str, scale: float, con
         try:
             value = backend.loss("cross_entropy", logits, labels)
         except (FloatingPointError, RuntimeWarning, OverflowError) as exc:
-            conformance.fail(f"cross_entropy overflowed on logits of size {scale:g}: {type(exc).__name__}: {exc}")
+            conformance.fail(
+                f"cross_entropy {_what_went_wrong(exc)} on logits of size {scale:g}: {type(exc).__name__}: {exc}"
+            )
             return
     if not np.isfinite(value):
         conformance.fail(f"cross_entropy on logits of size {scale:g} is {value!r}, not finite")
     conformance.close(
         "cross_entropy", np.asarray(value), np.asarray(oracle.loss("cross_entropy", logits.astype(np.float64), labels))
     )
+
+
+def _what_went_wrong(exc: BaseException) -> str:
+    """'overflowed', 'took the log of 0' or 'computed an invalid value': what NumPy's error or warning says happened."""
+    text = str(exc).lower()
+    if "divide by zero" in text or "log" in text and "zero" in text:
+        return "took the log of 0 (divide by zero: a softmax that underflowed to 0, then log)"
+    if "invalid" in text:
+        return "computed an invalid value (inf - inf or 0 * inf)"
+    return "overflowed"

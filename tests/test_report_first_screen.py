@@ -378,9 +378,14 @@ def test_two_machines_show_the_same_check_and_the_same_benchmark_side_by_side(tm
 
 
 def test_end_of_run_lines_give_each_backend_its_verdict_in_the_order_asked() -> None:
-    lines = end_of_run_lines(
+    every = end_of_run_lines(
         report_data(load_results(SIX)), ["eager", "onnx", "numpy", "compile", "tvm", "mlx", "absent"]
     )
+    lines, after = every[:7], every[7:]
+    # Why pytest counts more, then the failures by root cause, each backend's in the order to fix them.
+    assert after[0].startswith("  (these count conformance checks; pytest's counts above also hold plugin_loaded")
+    assert after[1] == "  failures by root cause:"
+    assert after[2] == "    numpy has 1 root cause:"
     assert [line.split(":")[0].strip() for line in lines] == ["eager", "onnx", "numpy", "compile", "tvm", "mlx"] + [
         "absent"
     ]

@@ -200,7 +200,7 @@ def test_summary_has_no_raw_html_no_link_and_no_line_the_payload_started(written
     assert not re.search(r"(?<!\\)!(?<!\\)\[", summary)
     assert markdown_text(payload) in summary
     headings = [line for line in lines if line.startswith("#")]
-    assert headings == ["# netharness report", "## Failures (1)"]
+    assert headings == ["# netharness report", "## Root causes (1), in the order to fix them", "## Failures (1)"]
     table = [line for line in lines if line.startswith("|")]
     columns = {len(re.findall(r"(?<!\\)\|", line)) for line in table}
     assert len(table) >= 4 and len(columns) == 1, "no cell added a column"

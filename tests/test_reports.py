@@ -158,7 +158,12 @@ def test_summary_has_one_line_per_backend_and_the_failures(full: Path) -> None:
         "Capabilities not declared (their checks are skipped, not failed): numpy: backward (1 check skipped)." in lines
     )
     assert "## Failures (2)" in lines
-    index, failure = next((i, line) for i, line in enumerate(lines) if "**compile**" in line)
+    # The failures grouped by root cause come first, one line each, numbered in the order to fix them.
+    causes = lines.index("## Root causes (2), in the order to fix them")
+    assert lines[causes + 2].startswith("1. **compile**: 1 failure: forward: mismatched elements 3/640")
+    assert lines[causes + 4] == "1. **numpy**: 1 failure: train_step: RuntimeError: boom in setup"
+    start = lines.index("## Failures (2)")
+    index, failure = next((i, line) for i, line in enumerate(lines) if "**compile**" in line and i > start)
     assert failure.startswith("- **compile** `forward` `float32-batch64` (failed): forward: mismatched elements 3/640")
     assert failure.endswith("…") and len(failure) < 220 and "reproduce" not in failure
     # The command the message gives after "reproduce:"; for numpy, one built from the record.

@@ -67,7 +67,7 @@ VALUE_FAMILIES = ("forward", "fast path", "gradients", "losses", "training")
 def cmd_checks(args: argparse.Namespace) -> int:
     """List every conformance check: family, capability, configurations, default tolerances."""
     from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS, suite_configurations
-    from harness.conformance.tolerances import ULP_TOLERANCES, default_tolerance
+    from harness.conformance.tolerances import DERIVATIVE_UNITS, ULP_TOLERANCES, default_tolerance
     from harness.net.precision import PRECISIONS
 
     configurations = suite_configurations(_suites_dir())
@@ -82,6 +82,10 @@ def cmd_checks(args: argparse.Namespace) -> int:
                 precisions = list(PRECISIONS) if info.at_every_precision else list(FULL_PRECISIONS)
                 if info.name == "activation_values":
                     limits = ", ".join(f"{d}: {ULP_TOLERANCES[d]:g} ulp" for d in precisions)
+                elif info.name == "activation_derivatives":  # its failures speak in these units, not an rtol
+                    limits = ", ".join(
+                        f"{d}: {DERIVATIVE_UNITS:g} units of eps (|f'| + |y df'/dy|)" for d in precisions
+                    )
                 else:
                     limits = "; ".join(f"{d}: {default_tolerance(info.name, d)}" for d in precisions)
                 print(f"      default tolerance: {limits}")

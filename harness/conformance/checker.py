@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.conformance.compare import ConformanceError, compare, first_divergent_layer
+from harness.conformance.compare import ConformanceError, compare, layout_note, localise, permutation_note
 from harness.conformance.tolerances import Tolerance
 from harness.net.precision import diagnose
 from harness.results import META, Measurement
@@ -52,14 +52,34 @@ class Checker:
         measurement, failure = compare(what, actual, expected, tol)
         self.record(measurement)
         if failure:
-            hint = diagnose(actual, expected, self.dtype)
-            if hint:
-                failure += f"; {hint}"
-            if layers is not None:
-                divergent = first_divergent_layer(layers[0], layers[1], tol)
-                failure += f"; first divergent layer: {divergent or 'none (only the output differs)'}"
-            raise ConformanceError(f"{failure}\n  reproduce: {self.reproduce()}")
+            raise ConformanceError(
+                f"{self.explain(what, actual, expected, failure, tol, layers)}\n  reproduce: {self.reproduce()}"
+            )
         return measurement
+
+    def explain(
+        self,
+        what: str,
+        actual: np.ndarray,
+        expected: np.ndarray,
+        failure: str,
+        tolerance: Tolerance,
+        layers: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None,
+    ) -> str:
+        """The failure with what it points at: a layout or an order first (the likely cause), else
+        the mismatch, what its errors look like, and the first divergent layer."""
+        if layers is not None:
+            where, logic = localise(layers[0], layers[1], tolerance)
+        else:
+            where, logic = "", False
+            note = layout_note(what, actual, expected, tolerance)[0] if np.shape(actual) != np.shape(expected) else ""
+            note = note or permutation_note(what, actual, expected, None, tolerance)
+            if note:
+                where, logic = note, True
+        if logic:
+            return f"{where}; {failure}"
+        hint = diagnose(actual, expected, self.dtype, device=self.state.device or "cpu", layers=layers)
+        return "; ".join(part for part in (failure, hint, where) if part)
 
     def record(self, measurement: Measurement) -> None:
         # Plain Python numbers only: under xdist the report crosses a process boundary.

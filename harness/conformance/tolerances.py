@@ -122,3 +122,7 @@ def two_results(tolerance: Tolerance) -> Tolerance:
 # precision, against the exact value (oracle.activation_exact): a correctly rounded result is
 # within 0.5 ulp, and 8 is the spec's accuracy contract for tanh, sigmoid and relu.
 ULP_TOLERANCES: dict[str, float] = dict.fromkeys(PRECISIONS, 8.0)
+
+DERIVATIVE_UNITS = 8.0
+"""activation_derivatives' tolerance, in units of eps times (|f'| + |y df'/dy|) at each point
+(8, like the values' 8 ulp): a bound on the rounding of a correctly rounded derivative."""

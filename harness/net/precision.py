@@ -119,27 +119,142 @@ def effective_bits(actual: np.ndarray, expected: np.ndarray) -> float | None:
     return math.log2(median) if median > 0 else None
 
 
-def diagnose(actual: np.ndarray, expected: np.ndarray, declared: str) -> str:
-    """When errors look like a coarser arithmetic than ``declared``, say which one.
+ROUNDING_LEVEL_MARGIN = 2.5
+"""How far (in bits) a median error may sit from a precision's unit roundoff and still look like it."""
+SCALAR_SPREAD = 0.01
+"""Signed relative errors that vary by less than this fraction of their mean are one factor: a rounded scalar."""
 
-    The median relative error of correctly rounded work sits near the unit roundoff of the
-    precision that rounds last (within a factor 4 on the correct backends); a declared
-    precision whose u is 16x or more below the observed median cannot explain it.
+
+class Wording:
+    """Every sentence the precision diagnosis can say, in one place.
+
+    The diagnosis describes what it measured; it suggests declaring a precision only when
+    every layer's errors look like that precision's rounding, since a coarser declaration
+    is rarely the fix for a mismatch.
     """
-    bits = effective_bits(actual, expected)
-    if bits is None or declared not in PRECISIONS:
-        return ""
-    declared_bits = math.log2(PRECISIONS[declared].working_roundoff)
-    if bits < declared_bits + 4:
-        return ""
-    seen = f"median relative error 2^{bits:.1f}, declared {declared}: 2^{declared_bits:.0f}"
-    coarser = [p for p in PRECISIONS.values() if p.working_roundoff > PRECISIONS[declared].working_roundoff]
-    # Precisions with the same stored mantissa (tf32 and float16) cannot be told apart by errors.
+
+    @staticmethod
+    def measured(bits: float, declared: str) -> str:
+        return f"median relative error 2^{bits:.1f}; {declared} rounds at 2^{_declared_bits(declared):.0f}"
+
+    @staticmethod
+    def rounding(significant: int, bits: float, declared: str) -> str:
+        return (
+            f"the errors look like rounding to about {significant} significant bits somewhere"
+            f" ({Wording.measured(bits, declared)})"
+        )
+
+    @staticmethod
+    def too_large(bits: float, declared: str) -> str:
+        return f"the errors are too large for rounding ({Wording.measured(bits, declared)}): a logic or layout error"
+
+    @staticmethod
+    def far_above(bits: float, declared: str) -> str:
+        return f"the errors are far above {declared} rounding ({Wording.measured(bits, declared)})"
+
+    @staticmethod
+    def one_factor(factor: float) -> str:
+        return (
+            f"every element is off by the same factor (1 {'+' if factor >= 0 else '-'} {abs(factor):.2g}):"
+            " a scalar (a learning rate, a scale) rounded or changed somewhere, not the arithmetic"
+        )
+
+    @staticmethod
+    def declare(names: list[str]) -> str:
+        listed = " or ".join(names)
+        return f"every layer looks that way: if {listed} arithmetic is intended, declare precision {names[0]}"
+
+
+def _declared_bits(declared: str) -> float:
+    return math.log2(PRECISIONS[declared].working_roundoff)
+
+
+def one_factor(actual: np.ndarray, expected: np.ndarray) -> float | None:
+    """The common relative error when every element is off by the same factor; None otherwise."""
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    if expected.size < 4 or actual.shape != expected.shape:
+        return None
+    nonzero = np.abs(expected) > 0
+    if nonzero.sum() < 4:
+        return None
+    relative = (actual[nonzero] - expected[nonzero]) / expected[nonzero]
+    if not np.all(np.isfinite(relative)):
+        return None
+    mean = float(np.mean(relative))
+    if mean == 0 or float(np.std(relative)) > SCALAR_SPREAD * abs(mean):
+        return None
+    return mean
+
+
+def rounding_level(bits: float, declared: str, device: str = "cpu") -> list[str]:
+    """The coarser precisions whose rounding the median error ``2^bits`` looks like (tf32 only on CUDA)."""
+    reference = PRECISIONS[declared].working_roundoff
+    coarser = [
+        p
+        for p in PRECISIONS.values()
+        if p.working_roundoff > reference and (p.operand_bits is None or device.startswith("cuda"))
+    ]
     levels: dict[float, list[str]] = {}
     for p in coarser:
         levels.setdefault(math.log2(p.working_roundoff), []).append(p.name)
     level = min(levels, key=lambda b: abs(bits - b), default=None)
-    if level is None or abs(bits - level) > 2.5:
-        return f"errors are far above {declared} arithmetic ({seen})"
-    names = " or ".join(levels[level])
-    return f"errors are consistent with {names} arithmetic ({seen}); if intended, declare precision {levels[level][0]}"
+    if level is None or abs(bits - level) > ROUNDING_LEVEL_MARGIN:
+        return []
+    return levels[level]
+
+
+def diagnose(
+    actual: np.ndarray,
+    expected: np.ndarray,
+    declared: str,
+    *,
+    device: str = "cpu",
+    layers: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None,
+) -> str:
+    """What the errors look like, when they are far above ``declared`` rounding; '' otherwise.
+
+    The median relative error of correctly rounded work sits near the unit roundoff of the
+    precision that rounds last (within a factor 4 on the correct backends); a declared
+    precision whose u is 16x or more below the observed median cannot explain it. The text
+    says what was measured: a rounding to about so many significant bits, one factor on
+    every element (a rounded scalar), or errors too large for rounding. It suggests a
+    declaration only when ``layers`` (backend's, reference's intermediates) are given and
+    every layer's errors look like the same rounding; it never names tf32 off CUDA.
+    """
+    if declared not in PRECISIONS:
+        return ""
+    bits = effective_bits(actual, expected)
+    if bits is None:
+        return ""
+    declared_bits = _declared_bits(declared)
+    if bits < declared_bits + 4:
+        return ""
+    factor = one_factor(actual, expected)
+    if factor is not None:
+        return Wording.one_factor(factor)
+    if bits > -3:
+        return Wording.too_large(bits, declared)
+    names = rounding_level(bits, declared, device)
+    if not names:
+        return Wording.far_above(bits, declared)
+    significant = int(round(-math.log2(PRECISIONS[names[0]].working_roundoff)))
+    text = Wording.rounding(significant, bits, declared)
+    if layers is not None and _every_layer_rounds_like(layers, names, declared, device):
+        text += f"; {Wording.declare(names)}"
+    return text
+
+
+def _every_layer_rounds_like(
+    layers: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], names: list[str], declared: str, device: str
+) -> bool:
+    actual, expected = layers
+    if not expected or set(expected) - set(actual):
+        return False
+    for name, reference in expected.items():
+        bits = effective_bits(actual[name], reference)
+        if bits is None or one_factor(actual[name], reference) is not None:
+            return False
+        if rounding_level(bits, declared, device) != names:
+            return False
+    return True

@@ -21,6 +21,7 @@ from harness.bench.settings import check_environment
 from harness.budget import DEFAULT_CRASH_BUDGET
 from harness.childprocess import COLLECTED_OPTION, INCIDENTS_OPTION, SKIP_FROM_OPTION, honour_stop_requests
 from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS, unjudged_families
+from harness.conformance.causes import cause_lines, root_causes
 from harness.conformance.checker import Checker, reproduce_command
 from harness.conformance.compare import ConformanceError
 from harness.conformance.selectors import configuration
@@ -28,7 +29,7 @@ from harness.contract.backend import Backend, Capability, supports
 from harness.errors import UsageError
 from harness.pytest_plugin import isolation, outcomes
 from harness.pytest_plugin.budget import BudgetKeeper
-from harness.pytest_plugin.recorder import ResultsRecorder
+from harness.pytest_plugin.recorder import ResultsRecorder, raised_at
 from harness.pytest_plugin.state import DEFAULT_RESULTS, STATE_KEY, HarnessState, harness_state
 from harness.results import META
 
@@ -189,6 +190,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                 " them (they run at float32 and float64); declare float32 too (--strict-backends fails the run)",
                 red=True,
             )
+    if recorder.not_checks:
+        counted = ", ".join(f"{count} {outcome}" for outcome, count in sorted(recorder.not_checks.items()))
+        terminalreporter.write_line(
+            f"netharness: {recorder.recorded} check results recorded; pytest's counts below also hold {counted}"
+            " test(s) that are no backend's check (plugin_loaded: one per installed plugin), so they differ"
+        )
+    if recorder.failing:
+        terminalreporter.write_line("netharness: failures by root cause (one line each: --tb=line or --tb=short):")
+        for line in cause_lines(root_causes(recorder.failing)):
+            terminalreporter.write_line(line)
     if state.strict and state.writer is not None:
         for name in recorder.zero_check_backends():
             terminalreporter.write_line(
@@ -379,6 +390,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if not report.failed or not any(key == META for key, _ in item.user_properties):
         return report
+    if call.excinfo is not None:  # what was raised and where, for grouping failures by root cause
+        report.user_properties.append((f"{META}.exception", raised_at(call.excinfo)))
     longrepr = report.longrepr
     if "reproduce: " in str(longrepr):
         return report

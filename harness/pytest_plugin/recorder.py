@@ -8,13 +8,17 @@ worker that dies is reported by xdist; that report is recorded as ``crashed``.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.budget import NOT_RUN, NOT_RUN_KEY
 from harness.conformance.catalogue import CHECKS
+from harness.conformance.causes import FAILING
+from harness.conformance.checker import reproduce_command
 from harness.pytest_plugin.state import harness_state
 from harness.results import META, RAN, CheckRecord, Measurement, first_line
 
@@ -24,6 +28,11 @@ class ResultsRecorder:
         self.config = config
         self.ran: Counter[str] = Counter()
         self.crashed: list[str] = []
+        self.recorded = 0
+        self.failing: list[dict[str, Any]] = []
+        self.not_checks: Counter[str] = Counter()
+        """Tests pytest counts that record no check (plugin_loaded, tests outside the suite), by outcome."""
+        """The failing records, for the root causes at the end of the run."""
 
     def _state(self) -> Any:
         return harness_state(self.config)
@@ -44,13 +53,23 @@ class ResultsRecorder:
             if meta is not None:
                 self._write(report, meta, "crashed", first_line(str(report.longrepr), "the process died"), [])
             return
-        if meta is None or not is_recorded(report):
+        if not is_recorded(report):
+            return
+        if meta is None:
+            self.not_checks[outcome_of(report)] += 1
             return
         measurements = [Measurement(**m) for m in props.get(f"{META}.measurements", [])]
-        self._write(report, meta, outcome_of(report), reason_of(report), measurements)
+        raised = props.get(f"{META}.exception") or {}
+        self._write(report, meta, outcome_of(report), reason_of(report), measurements, raised)
 
     def _write(
-        self, report: pytest.TestReport, meta: dict[str, Any], outcome: str, reason: str, measurements: list[Any]
+        self,
+        report: pytest.TestReport,
+        meta: dict[str, Any],
+        outcome: str,
+        reason: str,
+        measurements: list[Any],
+        raised: dict[str, str] | None = None,
     ) -> None:
         state = self._state()
         record = CheckRecord(
@@ -65,12 +84,19 @@ class ResultsRecorder:
             reason=reason,
             duration_s=report.duration,
             measurements=measurements,
+            exception=(raised or {}).get("type", ""),
+            location=(raised or {}).get("location", ""),
         )
+        self.recorded += 1
         if outcome in RAN:
             self.ran[meta["backend"]] += 1
         if outcome == "crashed":
             self.crashed.append(report.nodeid)
-        state.write(record.to_json())
+        written = record.to_json()
+        if outcome in FAILING:
+            command = reproduce_command(report.nodeid, meta["backend"], state.device, state.seed)
+            self.failing.append({**written, "reproduce": command})
+        state.write(written)
 
     def _meta_of_crash(self, nodeid: str) -> dict[str, Any] | None:
         """Backend, check and config from a test id alone (a crashed worker sends nothing else)."""
@@ -95,6 +121,31 @@ class ResultsRecorder:
 def is_recorded(report: pytest.TestReport) -> bool:
     """Whether a backend's test's report is the one its check record is written from."""
     return report.when == "call" or (report.when == "setup" and not report.passed)
+
+
+NOT_THE_BACKEND = frozenset(
+    {"harness", "suites", "numpy", "torch", "jax", "jaxlib", "scipy", "onnxruntime", "openvino", "pytest", "_pytest"}
+    | {"pluggy", "tensorflow", "keras"}
+    | set(sys.stdlib_module_names)
+)
+"""Top-level modules whose frames are never the place to look: the harness, the suite, the libraries."""
+
+
+def raised_at(excinfo: pytest.ExceptionInfo[BaseException]) -> dict[str, str]:
+    """The exception's type, and its innermost frame in the backend's own code ('file.py:123 function').
+
+    The innermost frame outside :data:`NOT_THE_BACKEND`; the innermost frame of all if every
+    frame is in one of those.
+    """
+    entries = list(excinfo.traceback)
+    chosen = entries[-1] if entries else None
+    for entry in reversed(entries):
+        module = str(entry.frame.f_globals.get("__name__", "")).split(".")[0]
+        if module and module not in NOT_THE_BACKEND:
+            chosen = entry
+            break
+    location = f"{Path(str(chosen.path)).name}:{chosen.lineno + 1} {chosen.name}" if chosen is not None else ""
+    return {"type": excinfo.type.__name__, "location": location}
 
 
 def outcome_of(report: pytest.TestReport) -> str:
