@@ -17,7 +17,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 TOOLS = ROOT / "tools"
 AVX2_ONLY = frozenset("fpu sse sse2 pni ssse3 fma sse4_1 sse4_2 popcnt avx f16c avx2 bmi1 bmi2".split())
