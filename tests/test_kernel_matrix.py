@@ -350,3 +350,4 @@ def test_the_table_names_each_selection_its_least_headroom_and_the_reduced_check
     assert rows[3].startswith("| openblas=Prescott | passed | 3 | 0 | 0 | 0 | 0 | 4 `t[b]` | `t[a]` (10 → 5) |")
     assert rows[4] == "| openblas=SkylakeX | skipped | | | | | | | | needs avx512f, which this CPU lacks |"
     assert km.distinct(4.1312, 4.1309) == ("4.1312", "4.1309") and km.distinct(1.33, 1.14) == ("1.33", "1.14")
+    assert km.distinct(4.13071569, 4.13071569 * (1 - 3e-12)) == ("4.13", "4.13, -3e-12 relative")

@@ -340,12 +340,12 @@ def machine_header() -> str:
 
 
 def distinct(before: float, after: float) -> tuple[str, str]:
-    """Two numbers with 3 significant digits, or as many more (up to 9) as it takes to tell them apart."""
-    for digits in range(3, 10):
+    """Two numbers with 3 significant digits, or up to 6 until they differ; past that, their relative change."""
+    for digits in range(3, 7):
         pair = (f"{before:.{digits}g}", f"{after:.{digits}g}")
         if pair[0] != pair[1]:
-            break
-    return pair
+            return pair
+    return f"{before:.3g}", f"{after:.3g}, {(after - before) / before:+.0e} relative"
 
 
 def table(outcomes: Iterable[Outcome]) -> str:
