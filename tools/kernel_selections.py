@@ -58,6 +58,9 @@ XLA_ISAS: dict[str, tuple[tuple[str, ...], str, bool]] = {
 REGISTERS = ("xmm", "ymm", "zmm")
 THREADS = (1, 2)
 TORCH_BACKENDS = ("eager", "compile")
+ONEDNN_BACKENDS = (*TORCH_BACKENDS, "jax")
+"""jaxlib carries oneDNN too, and XLA calls it: the full matrix found jax's float32 results moved under
+ONEDNN_MAX_CPU_ISA=SSE41 and AVX (batch_independence's headroom 126 -> 73), not only torch's."""
 """The built-in backends whose kernels ATen and oneDNN pick (compile's generated code follows ATen's ISA)."""
 
 
@@ -93,7 +96,7 @@ def all_selections() -> list[Selection]:
         found.append(Selection(f"aten={capability}", env, needs, aten=capability, reaches=TORCH_BACKENDS))
     for isa, (needs, reported) in ONEDNN_ISAS.items():
         env = {"ONEDNN_MAX_CPU_ISA": isa}
-        found.append(Selection(f"onednn={isa}", env, needs, onednn=reported, reaches=TORCH_BACKENDS))
+        found.append(Selection(f"onednn={isa}", env, needs, onednn=reported, reaches=ONEDNN_BACKENDS))
     for isa, (needs, widest, fma) in XLA_ISAS.items():
         env = {"XLA_FLAGS": f"--xla_cpu_max_isa={isa}"}
         found.append(Selection(f"xla={isa}", env, needs, xla=(widest, fma), reaches=("jax",)))
