@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from harness.commands.cli import main
@@ -24,3 +26,16 @@ def test_netharness_checks_lists_families_configurations_and_tolerances(capsys: 
     assert f"float32: {default_tolerance('gradients', 'float32')}" in out
     assert f"bfloat16: {default_tolerance('forward_values', 'bfloat16')}" in out
     assert "float32: 8 ulp" in out
+
+
+MACHINE_SECTION = "## Why each verdict holds on any machine"
+
+
+def test_docs_say_why_every_check_holds_on_any_machine() -> None:
+    """docs/tolerances.md argues, for every catalogued check and only those, why its verdict holds on any machine."""
+    text = (ROOT / "docs" / "tolerances.md").read_text(encoding="utf-8")
+    assert MACHINE_SECTION in text
+    section = text.split(MACHINE_SECTION, 1)[1].split("\n## ", 1)[0]
+    entries = re.findall(r"^- \*\*`(\w+)`\*\*: \S", section, flags=re.MULTILINE)
+    assert len(entries) == len(set(entries)), sorted(name for name in entries if entries.count(name) > 1)
+    assert set(entries) == set(CHECKS), (set(CHECKS) - set(entries), set(entries) - set(CHECKS))
