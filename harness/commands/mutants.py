@@ -32,6 +32,18 @@ PRECISIONS = ("float32", "float64")
 # Without the two slowest checks: no mutant needs them (checked by tests/test_mutants.py, which
 # asserts every mutant is still caught by this selection, in the precisions it declares).
 DEFAULT_SELECTION = "(float32 or float64) and not converges and not finite_differences"
+CHILD_PROCESS_CHECKS = ("init_reproducible_across_processes",)
+"""Checks that start a Python process per test: run on eager and on the mutants that declare them only
+(every other mutant inherits eager's init unchanged, and a child costs seconds)."""
+
+
+def full_selection(mutants: Sequence[type[Mutant]] = MUTANTS) -> str:
+    """The default run: every check but the slowest two, and the child-process ones where they can catch something."""
+    runs = " or ".join([BASELINE, *(f"mutant-{m.defect}" for m in mutants if m.caught_by in CHILD_PROCESS_CHECKS)])
+    children = " or ".join(f"test_{check}" for check in CHILD_PROCESS_CHECKS)
+    return f"{DEFAULT_SELECTION} and (not ({children}) or {runs})"
+
+
 CAUGHT_OUTCOMES = ("failed", "error")
 EXIT_SURVIVORS, EXIT_BASELINE_BROKEN = 1, 2
 
@@ -313,7 +325,7 @@ def run_mutants(*, seed: int = 0, quick: bool = False, results: Path | None = No
     ``results`` keeps the JSON-lines results file (default: a temporary file, removed).
     """
     stream = out if out is not None else sys.stdout
-    selection = quick_selection() if quick else DEFAULT_SELECTION
+    selection = quick_selection() if quick else full_selection()
     with tempfile.TemporaryDirectory(prefix="netharness-mutants-results-") as tmp:
         # Resolved against our working directory now: the child pytest runs in a temporary one.
         path = (results if results is not None else Path(tmp) / "conformance.jsonl").resolve()
