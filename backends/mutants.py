@@ -954,6 +954,17 @@ class HashSeededInit(SeededInitMutant):
         return hash((seed, f"layer{layer}")) % 2**31
 
 
+class Float16ForBfloat16(Mutant):
+    """declares bfloat16 but computes it in float16: more mantissa, and a range that ends at 65504"""
+
+    defect, family, caught_by = "float16-for-bfloat16", "precision", "forward_beyond_float16_range"
+    dtypes = ("float32", "float64", "bfloat16")
+    affects = ("bfloat16",)
+
+    def forward(self, spec: NetSpec, params: Params, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
+        return super().forward(spec, params, x, device=device, dtype="float16" if dtype == "bfloat16" else dtype)
+
+
 MUTANTS: list[type[Mutant]] = [
     SqueezedOutput,
     FlattenOrder,
@@ -1010,6 +1021,7 @@ MUTANTS: list[type[Mutant]] = [
     ClippedProbabilities,
     LogOfSoftmax,
     HashSeededInit,
+    Float16ForBfloat16,
 ]
 
 

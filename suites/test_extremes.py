@@ -68,3 +68,65 @@ def test_cross_entropy_gradient_at_large_logits(
     loss_error = abs(value - LARGE_LOGIT * SMALL_BATCH) / (LARGE_LOGIT * SMALL_BATCH)
     if loss_error > SMALL_BATCH * precision(dtype).unit_roundoff:
         conformance.fail(f"cross-entropy is {value!r}, expected {LARGE_LOGIT * SMALL_BATCH:g} ({storage_dtype(dtype)})")
+
+
+FLOAT16_MAX = 65504.0
+BEYOND_FLOAT16 = 2.0**20
+"""What every layer's largest output is scaled to: 16 times float16's largest value, and far
+inside bfloat16's and float32's (3.4e38), with room for a product of two such values' logs."""
+
+
+def beyond_float16_range(
+    spec: NetSpec, rng: np.random.Generator, dtype: str
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Parameters and images whose every conv and linear layer peaks near BEYOND_FLOAT16 (ReLU network).
+
+    Each layer's weight and bias are scaled in turn so that its largest output, given the
+    layers before it, is BEYOND_FLOAT16; ReLU and max pooling keep the magnitude, so every
+    activation and pool beyond float16's range too. Scaling changes no relative error, so the
+    forward's derived bound applies unchanged.
+    """
+    from harness import oracle
+    from harness.net.testdata import as_float64
+
+    params = as_float64(random_params(spec, rng, "float64"))
+    x = random_images(spec, SMALL_BATCH, rng, "float64")
+    for name in (*spec.conv_names, *spec.linear_names):
+        peak = float(np.max(np.abs(oracle.forward_layers(spec, params, x)[name])))
+        for part in ("weight", "bias"):
+            params[f"{name}.{part}"] = params[f"{name}.{part}"] * (BEYOND_FLOAT16 / peak)
+    return {k: to_precision(v, dtype) for k, v in params.items()}, to_precision(x, dtype)
+
+
+@pytest.mark.requires("forward")
+def test_forward_beyond_float16_range(
+    backend: Backend, dtype: str, device: str, rng: np.random.Generator, conformance: Checker
+) -> None:
+    """Every layer peaks past float16's range (65504): each precision wider than float16 must hold it.
+
+    A backend that declares bfloat16 (or float32) but stores or computes a layer in float16
+    overflows to inf there; at float16 itself the data are out of range by construction, and
+    the check is skipped. Compared with the oracle at ``forward_values``' tolerance, which is
+    relative to the logits' scale.
+    """
+    from harness import oracle
+    from harness.net.testdata import as_float64
+
+    if dtype == "float16":
+        pytest.skip("the data exceed float16's range by construction: the check is for wider precisions")
+    spec = NetSpec()
+    params, x = beyond_float16_range(spec, rng, dtype)
+    out = backend.forward(spec, params, x, device=device, dtype=dtype)
+    expected = oracle.forward(spec, as_float64(params), x.astype(np.float64))
+    if not np.all(np.isfinite(out)):
+        conformance.fail(
+            f"{int(np.sum(~np.isfinite(out)))}/{out.size} logits are not finite with every layer near"
+            f" {BEYOND_FLOAT16:g} (beyond float16's {FLOAT16_MAX:g}, within {dtype}'s range): a layer is stored"
+            " or computed in float16"
+        )
+    conformance.close(
+        f"logits with every layer near {BEYOND_FLOAT16:g}",
+        out,
+        expected,
+        tolerance=conformance.tolerance("forward_values"),
+    )

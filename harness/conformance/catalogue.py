@@ -85,6 +85,12 @@ CHECKS: dict[str, CheckInfo] = _catalogue(
     ),
     ("gradients", "gradients", Capability.BACKWARD, "loss and every gradient against the oracle, both losses"),
     (
+        "forward_beyond_float16_range",
+        "extremes",
+        Capability.FORWARD,
+        "every layer past 65504: finite logits against the oracle at every precision wider than float16",
+    ),
+    (
         "cross_entropy_gradient_at_large_logits",
         "extremes",
         Capability.BACKWARD,
