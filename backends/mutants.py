@@ -954,6 +954,60 @@ class HashSeededInit(SeededInitMutant):
         return hash((seed, f"layer{layer}")) % 2**31
 
 
+class StreamInitMutant(Mutant):
+    """Draws every weight from standard-normal or standard-uniform streams, laid out as TensorFlow stores them."""
+
+    family = "init"
+
+    def stream(self, seed: int, layer: int, size: int, law: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def init_params(self, spec: NetSpec, *, seed: int, dtype: str) -> Params:
+        params: Params = {}
+        layers = [*spec.conv_names, *spec.linear_names]
+        for i, name in enumerate(layers):
+            shape = spec.parameter_shapes()[f"{name}.weight"]
+            fan_in, fan_out = spec.fans(f"{name}.weight")
+            tf_shape = (*shape[2:], shape[1], shape[0])  # HWIO for a kernel, (in, out) for a matrix
+            if name in spec.conv_names:
+                w = self.stream(seed, i, int(np.prod(shape)), "normal") * np.sqrt(2.0 / fan_out)
+            else:
+                bound = np.sqrt(6.0 / (fan_in + fan_out))
+                w = (2 * self.stream(seed, i, int(np.prod(shape)), "uniform") - 1) * bound
+            order = (len(shape) - 1, len(shape) - 2, *range(len(shape) - 2))  # back to OIHW, (out, in)
+            weight = w.reshape(tf_shape).permute(*order).contiguous()
+            params[f"{name}.weight"] = weight.to(torch_dtype(dtype)).numpy()
+            params[f"{name}.bias"] = np.zeros(spec.parameter_shapes()[f"{name}.bias"], np.dtype(weight.numpy().dtype))
+        return {k: v.astype(np.float64 if dtype == "float64" else np.float32) for k, v in params.items()}
+
+
+def _draws(seed: int, size: int, law: str, skip: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.empty(skip + size, dtype=torch.float64)
+    values.normal_(generator=generator) if law == "normal" else values.uniform_(generator=generator)
+    return values[skip:]
+
+
+class StreamPerLayerInLayout(StreamInitMutant):
+    """every layer restarts the seed's stream, in TensorFlow's layout: the canonical layout hides the reuse"""
+
+    defect, caught_by = "stream-per-layer-tf-layout", "init_values_not_shared"
+
+    def stream(self, seed: int, layer: int, size: int, law: str) -> torch.Tensor:
+        return _draws(seed, size, law)
+
+
+class ShiftedSeedStream(StreamInitMutant):
+    """seed s reads one fixed stream from draw 2s on: seed s + 1 is seed s shifted by two values"""
+
+    defect, caught_by = "seed-shifted-stream", "init_values_not_shared"
+    period = 4096
+
+    def stream(self, seed: int, layer: int, size: int, law: str) -> torch.Tensor:
+        # Each layer its own stream (layer + 1000 apart), so the layers pass; the seed only shifts it.
+        return _draws(1000 * layer + seed // self.period, size, law, skip=2 * (seed % self.period))
+
+
 class Float16ForBfloat16(Mutant):
     """declares bfloat16 but computes it in float16: more mantissa, and a range that ends at 65504"""
 
@@ -1022,6 +1076,8 @@ MUTANTS: list[type[Mutant]] = [
     LogOfSoftmax,
     HashSeededInit,
     Float16ForBfloat16,
+    StreamPerLayerInLayout,
+    ShiftedSeedStream,
 ]
 
 

@@ -110,6 +110,12 @@ CHECKS: dict[str, CheckInfo] = _catalogue(
     ("init_biases", "init", Capability.INIT, "every bias is zero"),
     ("init_seeds", "init", Capability.INIT, "same seed, same parameters; another seed, others"),
     (
+        "init_values_not_shared",
+        "init",
+        Capability.INIT,
+        "no draws shared between layers or seeds s, s + 1, in any layout or alignment (false-alarm rate < 1e-5)",
+    ),
+    (
         "init_reproducible_across_processes",
         "init",
         Capability.INIT,
