@@ -169,7 +169,9 @@ def summarize(records: Iterable[dict[str, Any]], mutants: Sequence[type[Mutant]]
             expected=m.caught_by,
             caught_by=tuple(failing.get(f"mutant-{m.defect}", ())),
             ran=ran.get(f"mutant-{m.defect}", 0),
-            caught_in=tuple(p for p in PRECISIONS if p in precisions.get(f"mutant-{m.defect}", set())),
+            caught_in=tuple(
+                p for p in dict.fromkeys((*PRECISIONS, *m.affects)) if p in precisions.get(f"mutant-{m.defect}", set())
+            ),
             affects=m.affects,
             float32_hides=m.float32_hides,
         )
