@@ -136,6 +136,10 @@ LEAKS = {
     # snapshot knows its thread count.
     "torch-threads": ("torch.set_num_threads(1)", "torch threads"),
     "environment": ("os.environ.__setitem__('OMP_NUM_THREADS', '1')", "OMP_NUM_THREADS"),
+    # A backend that reseeds a global generator changes what every later draw in the process is.
+    "numpy-global-seed": ("np.random.seed(0)", "numpy global random state"),
+    "python-random-seed": ("__import__('random').seed(0)", "python random state"),
+    "torch-manual-seed": ("torch.manual_seed(0)", "torch global generator"),
 }
 
 
