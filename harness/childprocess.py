@@ -96,3 +96,17 @@ def honour_stop_requests() -> None:
     handler = RaiseOnce()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, handler)
+
+
+def ignore_stop_requests() -> None:
+    """In a supervised child whose session has ended (its end record is written): ignore SIGINT and SIGTERM.
+
+    Nothing is left to save, and a stop request raised now would land wherever the
+    interpreter is tearing down (a library's garbage-collection callback, say) as a
+    traceback. The supervisor still marks the run interrupted, and kills a child that does
+    not exit.
+    """
+    if os.environ.get(SUPERVISED_ENV) != "1" or threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
