@@ -159,3 +159,35 @@ def test_a_test_that_holds_the_gil_past_its_timeout_is_killed_and_named(
     assert stuck["outcome"] == "crashed" and "ran past --timeout=1 s" in stuck["reason"], stuck
     assert [found[f"deadlock-float64-{k}"]["outcome"] for k in (1, 3, 4, 5)] == ["passed"] * 4
     assert outcome.crashed == [stuck["test_id"]]
+
+
+def test_a_long_lived_process_a_backend_starts_does_not_hold_up_the_step(
+    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step ends when pytest ends: a grandchild still running (one that shares the step's
+    stdout, and a plain fork) is no reason to wait. Shown without a clock: both are still
+    alive when the step has returned."""
+    spawn = """
+        def misbehave(call):
+            if call == 1:
+                import subprocess, time
+                spawned = subprocess.Popen(["sleep", "600"])
+                forked = os.fork()
+                if forked == 0:
+                    time.sleep(600)
+                    os._exit(0)
+                with open(os.environ["ONCE"], "w") as file:
+                    file.write(f"{spawned.pid} {forked}")
+    """
+    outcome, found = supervised_run(tmp_path, fake_site, monkeypatch, "spawner", spawn)
+    pids = [int(pid) for pid in (tmp_path / "misbehaved-once").read_text().split()]
+    try:
+        for pid in pids:
+            os.kill(pid, 0)  # raises if the process is gone: the step would have waited for it
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+    assert outcome.exit_code == 0 and [r["outcome"] for r in found.values()] == ["passed"] * 5
