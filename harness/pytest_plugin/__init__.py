@@ -167,10 +167,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     stopped = config.stash[BUDGET_KEY].stopped()
     if (recorder.crashed or stopped) and int(session.exitstatus) == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    interrupted = int(exitstatus) == pytest.ExitCode.INTERRUPTED  # already partial, and says so
+    if not interrupted and recorder.record_unfinished(int(session.exitstatus)) and int(session.exitstatus) == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.writer is not None:
-        state.writer.finish(
-            exitstatus=int(session.exitstatus), interrupted=int(exitstatus) == 2, stopped_backends=stopped
-        )
+        state.writer.finish(exitstatus=int(session.exitstatus), interrupted=interrupted, stopped_backends=stopped)
     ignore_stop_requests()
 
 
