@@ -66,12 +66,18 @@ def harness_backends():
 
 
 def supervised_run(
-    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch, name: str, misbehave: str, *args: str
+    tmp_path: Path,
+    fake_site: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    misbehave: str,
+    *args: str,
+    suite: str = SUITE,
 ) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """Run :data:`SUITE` on the backend ``name`` under the supervisor; its outcome and the check records by id."""
+    """Run ``suite`` on the backend ``name`` under the supervisor; its outcome and the check records by id."""
     source = BACKEND.replace("NAME", name) + textwrap.dedent(misbehave)
     install_plugin(fake_site, f"{name}-plugin", f"{name}_plugin", source)
-    (tmp_path / "test_suite.py").write_text(textwrap.dedent(SUITE))
+    (tmp_path / "test_suite.py").write_text(textwrap.dedent(suite))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake_site), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
     monkeypatch.setenv("ONCE", str(tmp_path / "misbehaved-once"))
@@ -191,3 +197,40 @@ def test_a_long_lived_process_a_backend_starts_does_not_hold_up_the_step(
             except ProcessLookupError:
                 pass
     assert outcome.exit_code == 0 and [r["outcome"] for r in found.values()] == ["passed"] * 5
+
+
+BENCHMARK_SUITE = """
+import pytest
+from harness import NetSpec
+from harness.net.testdata import random_images, random_params
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_benchmark(backend, dtype, device, k, rng, benchmark):
+    spec = NetSpec()
+    params, x = random_params(spec, rng, dtype), random_images(spec, 2, rng, dtype)
+    benchmark.pedantic(lambda: backend.forward(spec, params, x, device=device, dtype=dtype), rounds=3, iterations=1)
+"""
+
+
+def test_a_crash_in_a_benchmark_step_keeps_the_timings_that_finished_before_it(
+    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest-benchmark writes its JSON at the session's end, which a crashed process never reaches."""
+    from harness.commands.run import merge_benchmarks
+
+    crash = """
+        def misbehave(call):
+            if call == 7 and not os.path.exists(os.environ["ONCE"]):  # in benchmark 3: 3 rounds each
+                open(os.environ["ONCE"], "w").close()
+                os._exit(1)
+    """
+    step_json = tmp_path / "bench-crasher.json"
+    options = ("--benchmark-enable", f"--benchmark-json={step_json}", "--benchmark-save-data")
+    outcome, found = supervised_run(tmp_path, fake_site, monkeypatch, "crasher", crash, *options, suite=BENCHMARK_SUITE)
+    outcomes = [found[f"crasher-float64-{k}"]["outcome"] for k in (1, 2, 3, 4, 5)]
+    assert outcomes == ["passed", "passed", "crashed", "passed", "passed"]
+    merge_benchmarks([step_json], tmp_path / "benchmarks.json")
+    merged = json.loads((tmp_path / "benchmarks.json").read_text())
+    timed = sorted(b["param"].rsplit("-", 1)[-1] for b in merged["benchmarks"])
+    assert timed == ["1", "2", "4", "5"], timed  # 1 and 2 from the crashed process, 4 and 5 from its resumption
+    assert all(len(b["stats"]["data"]) == 3 for b in merged["benchmarks"])

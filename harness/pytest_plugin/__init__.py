@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.bench.finished import BenchmarkKeeper
 from harness.bench.settings import check_environment
 from harness.budget import DEFAULT_CRASH_BUDGET
 from harness.childprocess import (
@@ -120,6 +121,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         recorder = config.stash[RECORDER_KEY] = ResultsRecorder(config)
         config.pluginmanager.register(recorder, "netharness-results")
+        config.pluginmanager.register(BenchmarkKeeper(config), "netharness-finished-benchmarks")
     if _options_given(config):
         try:
             check_environment()
