@@ -27,6 +27,12 @@ def not_an_xdist_worker_to_children(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def history_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A run a test starts writes its history into the test's own folder, never the checkout's .netharness/."""
+    monkeypatch.setenv("NETHARNESS_HISTORY", str(tmp_path / "history.sqlite"))
+
+
 @pytest.fixture
 def fake_site(tmp_path: Path) -> Path:
     """A directory to put on PYTHONPATH holding plugin modules and their dist-info."""
