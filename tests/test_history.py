@@ -175,3 +175,39 @@ def test_the_default_history_follows_the_environment(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert resolve_history(None) == f"sqlite:///{tmp_path / '.netharness' / 'history.sqlite'}"
     assert resolve_history("postgresql+psycopg://u:secret@h/db") == "postgresql+psycopg://u:secret@h/db"
+
+
+def test_a_run_whose_history_server_is_unreachable_keeps_its_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What ``netharness run`` does once its files are written: the history write fails with one line, exit 2."""
+    import socket
+
+    from harness.commands.history import append_after_run
+
+    folder = write_history(tmp_path / "runs", 1, seed=SEED)[0]
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert append_after_run(f"postgresql+psycopg://u:secret@127.0.0.1:{port}/db", folder) == 2
+    err = one_line_error(capsys)
+    assert "history not written" in err and str(folder) in err and "secret" not in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    # And a reachable history gets the run.
+    assert append_after_run(str(tmp_path / "h.sqlite"), folder) == 0
+    assert count(tmp_path / "h.sqlite", "runs") == 1
+
+
+def test_the_trend_page_names_the_open_regression_and_fetches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_history(tmp_path / "runs", 10, slow_from=9, factor=1.4, seed=SEED)
+    db = tmp_path / "h.sqlite"
+    assert main(["history", "import", str(tmp_path / "runs"), "--history", str(db)]) == 0
+    assert main(["history", "report", "--out", str(tmp_path / "page"), "--history", str(db)]) == 0
+    page = (tmp_path / "page" / "history.html").read_text()
+    first_screen = page[: page.index('<section class="backend">')]
+    assert "numpy forward batch 64" in first_screen and "c09" in first_screen
+    assert "default-src &#39;none&#39;" in page and "<script" not in page and "http" not in page.replace("http-equiv", "")
+    assert page.count("<svg") == 4  # two benchmarks, two checks
