@@ -73,7 +73,8 @@ def postgres_url() -> Iterator[str]:
     server.start()
     try:
         server.wait_for_postgres()
-        admin = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", isolation_level="AUTOCOMMIT")
+        admin_url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(sa.text("CREATE DATABASE netharness"))
         admin.dispose()

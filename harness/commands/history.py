@@ -155,9 +155,8 @@ def _percent(ratio: float) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.trend import write_trend_page
-
     from harness.history.store import shown
+    from reports.trend import write_trend_page
 
     analysed = analysed_history(args)
     out = Path(args.out).absolute()
@@ -172,7 +171,8 @@ def runs_from_results(paths: list[Path]) -> list[RunInput]:
 
     loaded = load_results(paths)
     groups: dict[tuple[Path, str, str], list[Any]] = defaultdict(list)
-    for item in [*loaded.benchmarks, *loaded.conformance]:
+    items: list[Any] = [*loaded.benchmarks, *loaded.conformance]
+    for item in items:
         # Short and long spellings of one commit are one commit (git rev-parse --short gives 7+).
         groups[(item.path.parent, item.machine, item.commit[:7])].append(item)
     found = []
@@ -191,7 +191,7 @@ def run_from_files(bench: list[Any], conformance: list[Any], folder: Path, repor
     first = bench[0] if bench else None
     machine_info = start.get("machine") or {}
     bench_machine = first.machine_info if first else {}
-    cpu = bench_machine.get("cpu") if isinstance(bench_machine.get("cpu"), dict) else {}
+    cpu: dict[str, Any] = bench_machine["cpu"] if isinstance(bench_machine.get("cpu"), dict) else {}
     machine = Machine(
         node=str(machine_info.get("node") or bench_machine.get("node") or "unknown"),
         arch=str(machine_info.get("machine") or bench_machine.get("machine") or "unknown"),

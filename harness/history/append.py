@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -71,8 +71,7 @@ def content_key(*parts: bytes) -> str:
 
 def append_run(engine: Engine, run: RunInput, url: str) -> bool:
     """Add ``run``; False when it is already there. One-line :class:`HistoryError` on any failure."""
-    bench_rows = [benchmark_row(run, entry) for entry in run.benchmarks]
-    bench_rows = [row for row in bench_rows if row is not None]
+    bench_rows = [row for entry in run.benchmarks if (row := benchmark_row(run, entry)) is not None]
     check_rows = [check_row(run, record) for record in run.checks]
     for attempt in range(3):
         try:
@@ -80,7 +79,7 @@ def append_run(engine: Engine, run: RunInput, url: str) -> bool:
                 if connection.execute(select(runs.c.id).where(runs.c.run_key == run.key)).first():
                     return False
                 machine_id = _machine_id(connection, run.machine)
-                run_id = connection.execute(insert(runs).values(**run_row(run, machine_id))).inserted_primary_key[0]
+                run_id = _inserted_id(connection.execute(insert(runs).values(**run_row(run, machine_id))))
                 if bench_rows:
                     connection.execute(insert(benchmarks), [{**row, "run_id": run_id} for row in bench_rows])
                 if check_rows:
@@ -106,7 +105,13 @@ def _machine_id(connection: Connection, machine: Machine) -> int:
         "cpu_count": machine.cpu_count,
         "info": json.dumps(machine.info, default=str),
     }
-    return int(connection.execute(insert(machines).values(**row)).inserted_primary_key[0])
+    return _inserted_id(connection.execute(insert(machines).values(**row)))
+
+
+def _inserted_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def run_row(run: RunInput, machine_id: int) -> dict[str, Any]:
@@ -193,7 +198,7 @@ def _text(value: Any, limit: int, what: str) -> str:
     return text
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

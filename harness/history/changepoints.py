@@ -118,7 +118,7 @@ def _test(y: np.ndarray, lo: int, mid: int, hi: int, commits: Sequence[str], wor
         # A prediction interval: is the lone point where the other segment's points fall?
         many, one = (before, after) if len(after) == 1 else (after, before)
         spread = float(many.std(ddof=1)) * math.sqrt(1 + 1 / len(many))
-        df = len(many) - 1
+        df: float = len(many) - 1
     else:
         va, vb = after.var(ddof=1) / len(after), before.var(ddof=1) / len(before)
         spread = math.sqrt(va + vb)

@@ -11,7 +11,6 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -139,7 +138,6 @@ def analyse(
     analysed = []
     for one in series:
         change = min_change if one.kind == "benchmark" else min_headroom_change
-        values = np.asarray(one.values, dtype=float)
-        steps = find_steps(values, one.commits, worse_when=one.worse_when, alpha=alpha, min_change=change)
+        steps = find_steps(one.values, one.commits, worse_when=one.worse_when, alpha=alpha, min_change=change)
         analysed.append(Analysed(one, steps))
     return analysed
