@@ -28,12 +28,20 @@ def thin(values: Sequence[float], low: Sequence[float], high: Sequence[float]) -
     x = np.arange(len(v), dtype=float)
     if len(v) <= MAX_POINTS:
         return x, v, lo, hi
-    buckets = np.array_split(np.arange(len(v)), MAX_POINTS)
+    # The buckets of np.array_split: the first ``extra`` one point longer than the rest.
+    size, extra = divmod(len(v), MAX_POINTS)
+    sizes = np.full(MAX_POINTS, size)
+    sizes[:extra] += 1
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    cut = extra * (size + 1)
+    medians = np.concatenate(
+        [np.median(v[:cut].reshape(extra, size + 1), axis=1), np.median(v[cut:].reshape(-1, size), axis=1)]
+    )
     return (
-        np.array([b.mean() for b in buckets]),
-        np.array([np.median(v[b]) for b in buckets]),
-        np.array([lo[b].min() for b in buckets]),
-        np.array([hi[b].max() for b in buckets]),
+        starts + (sizes - 1) / 2,
+        medians,
+        np.minimum.reduceat(lo, starts),
+        np.maximum.reduceat(hi, starts),
     )
 
 
@@ -49,7 +57,8 @@ def trend_svg(
     scale: float = 1.0,
 ) -> str:
     """One series against its runs (oldest left); ``steps`` are (index, commit, regression)."""
-    x, v, lo, hi = thin([a * scale for a in values], [a * scale for a in low], [a * scale for a in high])
+    x, v, lo, hi = thin(values, low, high)
+    v, lo, hi = v * scale, lo * scale, hi * scale  # after thinning: a positive scale keeps medians and extremes
     n = max(len(values) - 1, 1)
     span_lo, span_hi = float(np.min(lo)), float(np.max(hi))
     if log:
@@ -77,11 +86,16 @@ def trend_svg(
     for value in _ticks(y0, y1, log):
         y = float(py(value))
         parts.append(f'<line x1="{LEFT - 4}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{y + 3:.1f}" text-anchor="end" font-size="10">{tick(value)}</text>')
+        parts.append(
+            f'<text class="ytick" x="{LEFT - 6}" y="{y + 3:.1f}" text-anchor="end" font-size="10">{tick(value)}</text>'
+        )
     for i in sorted({0, len(values) - 1, *(s[0] for s in steps)}):
         xx = float(px(i))
         label = escape(commits[i][:10]) if i < len(commits) else ""
-        parts.append(f'<text x="{xx:.1f}" y="{TOP + plot_h + 14}" text-anchor="middle" font-size="9">{label}</text>')
+        parts.append(
+            f'<text class="xtick" x="{xx:.1f}" y="{TOP + plot_h + 14}" text-anchor="middle" font-size="9">'
+            f"{label}</text>"
+        )
     if not np.allclose(lo, hi):
         band = [*zip(px(x), py(hi)), *reversed(list(zip(px(x), py(lo))))]
         points = " ".join(f"{a:.1f},{b:.1f}" for a, b in band)
@@ -98,11 +112,11 @@ def trend_svg(
             f' stroke-width="1.5"><title>step at {escape(commit)}</title></line>'
         )
     parts.append(
-        f'<text x="{LEFT + plot_w / 2:.0f}" y="{HEIGHT - 6}" text-anchor="middle" font-size="11">'
+        f'<text class="xlabel" x="{LEFT + plot_w / 2:.0f}" y="{HEIGHT - 6}" text-anchor="middle" font-size="11">'
         "commit (runs oldest to newest; dashed: a step, red worse, green better)</text>"
     )
     parts.append(
-        f'<text x="12" y="{TOP + plot_h / 2:.0f}" text-anchor="middle" font-size="11"'
+        f'<text class="ylabel" x="12" y="{TOP + plot_h / 2:.0f}" text-anchor="middle" font-size="11"'
         f' transform="rotate(-90 12 {TOP + plot_h / 2:.0f})">{escape(ylabel)}</text>'
     )
     parts.append("</svg>")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.commands.cli import main
@@ -212,3 +213,38 @@ def test_the_trend_page_names_the_open_regression_and_fetches_nothing(
     assert "default-src &#39;none&#39;" in page and "<script" not in page
     assert "http" not in page.replace("http-equiv", "")
     assert page.count("<svg") == 4  # two benchmarks, two checks
+
+
+def test_series_are_split_by_machine_and_put_in_time_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs imported newest first, from two machines: each machine's series comes back oldest first, on its own."""
+    from harness.history.series import load_series
+    from harness.history.store import open_history
+
+    print(f"seed {SEED}")
+    rng = np.random.default_rng(SEED)
+    db = tmp_path / "h.sqlite"
+    for i in reversed(range(4)):
+        for node in ("vm1", "vm2"):
+            folder = write_run(tmp_path / f"{node}-{i}", f"{node}c{i}", 1_767_000_000 + 3600 * i, rng=rng, node=node)
+            assert main(["history", "import", str(folder), "--history", str(db)]) == 0
+    url = f"sqlite:///{db}"
+    engine = open_history(url)
+    try:
+        found = load_series(engine, url)
+    finally:
+        engine.dispose()
+    assert [(s.kind, s.node, s.backend) for s in found] == sorted(
+        [(kind, node, backend) for kind in ("benchmark", "headroom") for node in ("vm1", "vm2")
+         for backend in ("eager", "numpy")],
+        key=lambda k: (k[0] != "benchmark", k[1], k[2]),
+    )  # fmt: skip
+    for one in found:
+        assert one.commits == [f"{one.node}c{i}" for i in range(4)], one
+        assert one.times == sorted(one.times)
+        assert len(one.values) == len(one.low) == len(one.high) == 4
+        if one.kind == "benchmark":
+            assert all(lo <= v <= hi for lo, v, hi in zip(one.low, one.values, one.high))
+            assert one.label.startswith(f"{one.backend} forward batch 64 float32 cpu (wall clock, 2 threads)")
+        else:
+            assert one.values == [50.0 if one.backend == "numpy" else 20.0] * 4
+            assert one.label == f"{one.backend} forward [float32-batch64] float32 cpu (seed 0)"

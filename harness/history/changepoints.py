@@ -67,13 +67,18 @@ def find_steps(
     if n < 3 or not np.all(np.isfinite(y)):
         return []
     # The newest commit's runs, when too few to form a segment, are left to the tail test.
+    if np.ptp(y) == 0:
+        return []  # one value throughout (an exact headroom, a fixed timer): nothing can have stepped
     tail = _trailing_commit_runs(commits)
     body = n - tail if tail < MIN_SEGMENT else n
     sigma = noise(y[:body])
     breaks = []
     if body >= 2 * MIN_SEGMENT:
         pen = penalty * math.log(body)
-        found = ruptures.KernelCPD(kernel="linear", min_size=MIN_SEGMENT).fit(y[:body] / sigma).predict(pen=pen)
+        # Centred before scaling: a series without noise (sigma at its floor) would otherwise be
+        # numbers so large that the cost's rounding error alone outweighs the penalty.
+        z = (y[:body] - np.median(y[:body])) / sigma
+        found = ruptures.KernelCPD(kernel="linear", min_size=MIN_SEGMENT).fit(z).predict(pen=pen)
         breaks = [int(b) for b in found[:-1]]
     bounds = [0, *breaks, body]
     steps = []

@@ -1,17 +1,20 @@
 """Reading the history back as series, and the steps in each.
 
 A series is one machine fingerprint and one configuration, ordered by run time: a benchmark's
-per-run median (with its quartiles), or a check's headroom. Each kind is read with one query,
-ordered so that a series' points arrive together; nothing is read row by row.
+per-run median (with its quartiles), or a check's headroom. Each table is read with one
+query, in storage order (a sequential scan: reading in series order through the index costs
+a random lookup per row), as the driver's plain tuples; the rows are then grouped into series
+and put in time order with NumPy. Labels come from one row per series, runs from one query.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Engine, select
+import numpy as np
+from sqlalchemy import Connection, Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from harness.history.changepoints import Step, find_steps
@@ -63,68 +66,147 @@ class Analysed:
 
 def load_series(engine: Engine, url: str) -> list[Series]:
     try:
-        return [*_benchmark_series(engine), *_headroom_series(engine)]
+        with engine.connect() as connection:
+            known = _Runs(connection)
+            return [*_benchmark_series(connection, known), *_headroom_series(connection, known)]
     except SQLAlchemyError as exc:
         raise HistoryError(describe_failure(url, exc)) from None
 
 
-def _benchmark_series(engine: Engine) -> Iterator[Series]:
-    b, r, m = benchmarks.c, runs.c, machines.c
-    query = (
-        select(m.node, m.fingerprint, b.series, b.backend, b.phase, b.batch, b.dtype, b.device, b.clock, b.threads,
-               r.commit, r.time, b.median_s, b.q1_s, b.q3_s, r.report)
-        .join_from(benchmarks, runs, b.run_id == r.id)
-        .join(machines, r.machine_id == m.id)
-        .order_by(m.fingerprint, b.series, r.time, r.id)
-    )  # fmt: skip
-    current: Series | None = None
-    with engine.connect() as connection:
-        for row in connection.execute(query):
-            if current is None or (current.fingerprint, current.key) != (row.fingerprint, row.series):
-                if current is not None:
-                    yield current
-                threads = f", {row.threads} threads" if row.threads is not None else ""
-                label = (
-                    f"{row.backend} {row.phase} batch {row.batch} {row.dtype} {row.device} ({row.clock} clock{threads})"
-                )
-                current = Series("benchmark", row.node, row.fingerprint, row.series, row.backend, label)
-            current.commits.append(row.commit)
-            current.times.append(row.time)
-            current.values.append(row.median_s)
-            current.low.append(row.q1_s if row.q1_s is not None else row.median_s)
-            current.high.append(row.q3_s if row.q3_s is not None else row.median_s)
-            current.reports.append(row.report)
-    if current is not None:
-        yield current
+class _Runs:
+    """Every run's commit, time order, machine, seed and report, as arrays indexed by run id."""
+
+    def __init__(self, connection: Connection) -> None:
+        r, m = runs.c, machines.c
+        rows = _fetch(
+            connection,
+            select(r.id, r.time, r.commit, r.report, r.seed, m.fingerprint, m.node)
+            .join_from(runs, machines, r.machine_id == m.id)
+            .order_by(r.time, r.id),
+        )
+        size = max((row[0] for row in rows), default=0) + 1
+        self.rank = np.zeros(size, dtype=np.int64)
+        """The run's place in time order (run time, then id)."""
+        self.machine = np.zeros(size, dtype=np.int64)
+        """The run's machine, numbered in fingerprint order."""
+        self.commit = np.empty(size, dtype=object)
+        self.time = np.zeros(size)
+        self.report = np.empty(size, dtype=object)
+        self.seed: list[int | None] = [None] * size
+        fingerprints = sorted({row[5] for row in rows})
+        number = {fingerprint: i for i, fingerprint in enumerate(fingerprints)}
+        self.fingerprints = fingerprints
+        self.nodes = [""] * len(fingerprints)
+        for rank, (run_id, time, commit, report, seed, fingerprint, node) in enumerate(rows):
+            self.rank[run_id], self.time[run_id], self.machine[run_id] = rank, time, number[fingerprint]
+            self.commit[run_id], self.report[run_id], self.seed[run_id] = commit, report, seed
+            self.nodes[number[fingerprint]] = node
 
 
-def _headroom_series(engine: Engine) -> Iterator[Series]:
-    c, r, m = checks.c, runs.c, machines.c
-    query = (
-        select(m.node, m.fingerprint, c.series, c.backend, c.check_name, c.config, c.dtype, c.device, r.seed,
-               r.commit, r.time, c.headroom, r.report)
-        .join_from(checks, runs, c.run_id == r.id)
-        .join(machines, r.machine_id == m.id)
-        .where(c.headroom.is_not(None))
-        .order_by(m.fingerprint, c.series, r.time, r.id)
-    )  # fmt: skip
-    current: Series | None = None
-    with engine.connect() as connection:
-        for row in connection.execute(query):
-            if current is None or (current.fingerprint, current.key) != (row.fingerprint, row.series):
-                if current is not None:
-                    yield current
-                label = f"{row.backend} {row.check_name} [{row.config}] {row.dtype} {row.device} (seed {row.seed})"
-                current = Series("headroom", row.node, row.fingerprint, row.series, row.backend, label)
-            value = min(max(float(row.headroom), 1 / HEADROOM_CAP), HEADROOM_CAP) if not math.isnan(row.headroom) else 1
-            current.commits.append(row.commit)
-            current.times.append(row.time)
-            current.values.append(value)
-            current.low.append(value)
-            current.high.append(value)
-            current.reports.append(row.report)
-    if current is not None:
-        yield current
+def _fetch(connection: Connection, query: Select[Any]) -> list[tuple[Any, ...]]:
+    """All rows of a query without parameters, as the driver's plain tuples (no per-row Row objects)."""
+    compiled = query.compile(dialect=connection.dialect)
+    assert not compiled.params, "only parameter-free queries are fetched raw"
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(str(compiled))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _grouped(known: _Runs, keys: Sequence[str], run_ids: Sequence[int]) -> Iterator[tuple[str, int, np.ndarray]]:
+    """(series key, machine number, row positions in time order) for every series, in fingerprint and key order."""
+    names = sorted(set(keys))
+    code = {name: i for i, name in enumerate(names)}
+    key_codes = np.fromiter(map(code.__getitem__, keys), dtype=np.int64, count=len(keys))
+    ids = np.fromiter(run_ids, dtype=np.int64, count=len(run_ids))
+    machine = known.machine[ids]
+    order = np.lexsort((ids, known.rank[ids], key_codes, machine))
+    group = np.stack([machine[order], key_codes[order]])
+    starts = np.flatnonzero(np.any(group[:, 1:] != group[:, :-1], axis=0)) + 1
+    for positions in np.split(order, starts) if len(order) else []:
+        yield names[key_codes[positions[0]]], int(machine[positions[0]]), positions
+
+
+def _benchmark_series(connection: Connection, known: _Runs) -> Iterator[Series]:
+    b = benchmarks.c
+    labels = {
+        row[0]: row[1:]
+        for row in _fetch(
+            connection,
+            select(b.series, b.backend, b.phase, b.batch, b.dtype, b.device, b.clock, b.threads).where(
+                b.id.in_(select(func.min(b.id)).group_by(b.series))
+            ),
+        )
+    }
+    rows = _fetch(connection, select(b.series, b.run_id, b.median_s, b.q1_s, b.q3_s))
+    if not rows:
+        return
+    keys, run_ids, medians, q1s, q3s = zip(*rows)
+    ids = np.asarray(run_ids, dtype=np.int64)
+    median = np.asarray(medians, dtype=float)
+    q1 = np.asarray(q1s, dtype=float)  # None (no quartiles) becomes NaN
+    q3 = np.asarray(q3s, dtype=float)
+    low, high = np.where(np.isnan(q1), median, q1), np.where(np.isnan(q3), median, q3)
+    for key, machine, at in _grouped(known, keys, run_ids):
+        backend, phase, batch, dtype, device, clock, threads = labels[key]
+        with_threads = f", {threads} threads" if threads is not None else ""
+        label = f"{backend} {phase} batch {batch} {dtype} {device} ({clock} clock{with_threads})"
+        yield _series("benchmark", known, machine, key, backend, label, ids[at], median[at], low[at], high[at])
+
+
+def _headroom_series(connection: Connection, known: _Runs) -> Iterator[Series]:
+    c = checks.c
+    labels = {
+        row[0]: row[1:]
+        for row in _fetch(
+            connection,
+            select(c.series, c.backend, c.check_name, c.config, c.dtype, c.device).where(
+                c.id.in_(select(func.min(c.id)).group_by(c.series))
+            ),
+        )
+    }
+    rows = _fetch(connection, select(c.series, c.run_id, c.headroom).where(c.headroom.is_not(None)))
+    if not rows:
+        return
+    keys, run_ids, headrooms = zip(*rows)
+    ids = np.asarray(run_ids, dtype=np.int64)
+    value = np.clip(np.asarray(headrooms, dtype=float), 1 / HEADROOM_CAP, HEADROOM_CAP)
+    value[np.isnan(value)] = 1.0
+    for key, machine, at in _grouped(known, keys, run_ids):
+        backend, check, config, dtype, device = labels[key]
+        seed = known.seed[int(ids[at[0]])]
+        label = f"{backend} {check} [{config}] {dtype} {device} (seed {seed})"
+        yield _series("headroom", known, machine, key, backend, label, ids[at], value[at], value[at], value[at])
+
+
+def _series(
+    kind: str,
+    known: _Runs,
+    machine: int,
+    key: str,
+    backend: str,
+    label: str,
+    ids: np.ndarray,
+    values: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+) -> Series:
+    return Series(
+        kind,
+        known.nodes[machine],
+        known.fingerprints[machine],
+        key,
+        backend,
+        label,
+        commits=known.commit[ids].tolist(),
+        times=known.time[ids].tolist(),
+        values=values.tolist(),
+        low=low.tolist(),
+        high=high.tolist(),
+        reports=known.report[ids].tolist(),
+    )
 
 
 def analyse(
