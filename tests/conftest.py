@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.chromium import DevTools
 
 try:
     # pytester puts sys.modules back after each test, so a torch first imported inside one
@@ -39,3 +44,16 @@ def fake_site(tmp_path: Path) -> Path:
     site = tmp_path / "site"
     site.mkdir()
     return site
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[DevTools]:
+    """Headless Chromium with one page open (tests/chromium.py); use with ``pytestmark = needs_chromium``."""
+    from tests.chromium import DevTools
+
+    client = DevTools(tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        client.open_page()
+        yield client
+    finally:
+        client.close()
