@@ -248,3 +248,28 @@ def test_series_are_split_by_machine_and_put_in_time_order(tmp_path: Path, capsy
         else:
             assert one.values == [50.0 if one.backend == "numpy" else 20.0] * 4
             assert one.label == f"{one.backend} forward [float32-batch64] float32 cpu (seed 0)"
+
+
+def test_a_run_appended_while_the_series_are_read_is_left_out(tmp_path: Path) -> None:
+    """The runs are read before their rows: rows of a run committed in between are ignored, not a crash."""
+    from harness.commands.history import runs_from_results
+    from harness.history.append import append_run
+    from harness.history.series import _benchmark_series, _headroom_series, _Runs
+    from harness.history.store import open_history
+
+    print(f"seed {SEED}")
+    folders = write_history(tmp_path / "runs", 4, seed=SEED)
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    engine = open_history(url)
+    try:
+        for run in runs_from_results(folders[:3]):
+            append_run(engine, run, url)
+        with engine.connect() as connection:
+            known = _Runs(connection)
+            (late,) = runs_from_results(folders[3:])
+            append_run(engine, late, url)  # another writer, between the two reads
+            found = [*_benchmark_series(connection, known), *_headroom_series(connection, known)]
+    finally:
+        engine.dispose()
+    assert len(found) == 4
+    assert all(one.commits == ["c00", "c01", "c02"] for one in found), [one.commits for one in found]

@@ -74,7 +74,11 @@ def load_series(engine: Engine, url: str) -> list[Series]:
 
 
 class _Runs:
-    """Every run's commit, time order, machine, seed and report, as arrays indexed by run id."""
+    """Every run's commit, time order, machine, seed and report, as arrays indexed by run id.
+
+    Read first: a run's rows are committed with it, so every run here has all its rows in the
+    queries that follow, and rows of a run committed since are left out (:func:`_grouped`).
+    """
 
     def __init__(self, connection: Connection) -> None:
         r, m = runs.c, machines.c
@@ -85,6 +89,7 @@ class _Runs:
             .order_by(r.time, r.id),
         )
         size = max((row[0] for row in rows), default=0) + 1
+        self.present = np.zeros(size, dtype=bool)
         self.rank = np.zeros(size, dtype=np.int64)
         """The run's place in time order (run time, then id)."""
         self.machine = np.zeros(size, dtype=np.int64)
@@ -98,7 +103,8 @@ class _Runs:
         self.fingerprints = fingerprints
         self.nodes = [""] * len(fingerprints)
         for rank, (run_id, time, commit, report, seed, fingerprint, node) in enumerate(rows):
-            self.rank[run_id], self.time[run_id], self.machine[run_id] = rank, time, number[fingerprint]
+            self.present[run_id], self.rank[run_id] = True, rank
+            self.time[run_id], self.machine[run_id] = time, number[fingerprint]
             self.commit[run_id], self.report[run_id], self.seed[run_id] = commit, report, seed
             self.nodes[number[fingerprint]] = node
 
@@ -121,8 +127,12 @@ def _grouped(known: _Runs, keys: Sequence[str], run_ids: Sequence[int]) -> Itera
     code = {name: i for i, name in enumerate(names)}
     key_codes = np.fromiter(map(code.__getitem__, keys), dtype=np.int64, count=len(keys))
     ids = np.fromiter(run_ids, dtype=np.int64, count=len(run_ids))
-    machine = known.machine[ids]
-    order = np.lexsort((ids, known.rank[ids], key_codes, machine))
+    # Rows of a run appended after the runs were read (a writer between two queries) are left out.
+    known_run = known.present[np.minimum(ids, len(known.present) - 1)] & (ids < len(known.present))
+    safe = np.where(known_run, ids, 0)
+    machine = known.machine[safe]
+    order = np.lexsort((ids, known.rank[safe], key_codes, machine))
+    order = order[known_run[order]]
     group = np.stack([machine[order], key_codes[order]])
     starts = np.flatnonzero(np.any(group[:, 1:] != group[:, :-1], axis=0)) + 1
     for positions in np.split(order, starts) if len(order) else []:
