@@ -100,7 +100,12 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
             else:
                 print(f"netharness: the last complete report is kept in {out / outdir.PREVIOUS}", flush=True)
         print(f"netharness: {out / 'summary.md'}\nnetharness: {out / 'report.html'}", flush=True)
-        return status
+    # After the lock is released and every file is written: a history that fails loses nothing.
+    from harness.commands.history import append_after_run
+
+    if append_after_run(getattr(args, "history", None), out) and status in (0, 1):
+        return 2
+    return status
 
 
 def run_steps(
