@@ -224,7 +224,8 @@ def test_a_crash_in_a_benchmark_step_keeps_the_timings_that_finished_before_it(
                 open(os.environ["ONCE"], "w").close()
                 os._exit(1)
     """
-    step_json = tmp_path / "bench-crasher.json"
+    step_json = tmp_path / "steps" / "bench-crasher.json"  # not the working directory: the path is kept whole
+    step_json.parent.mkdir()
     options = ("--benchmark-enable", f"--benchmark-json={step_json}", "--benchmark-save-data")
     outcome, found = supervised_run(tmp_path, fake_site, monkeypatch, "crasher", crash, *options, suite=BENCHMARK_SUITE)
     outcomes = [found[f"crasher-float64-{k}"]["outcome"] for k in (1, 2, 3, 4, 5)]
@@ -234,3 +235,4 @@ def test_a_crash_in_a_benchmark_step_keeps_the_timings_that_finished_before_it(
     timed = sorted(b["param"].rsplit("-", 1)[-1] for b in merged["benchmarks"])
     assert timed == ["1", "2", "4", "5"], timed  # 1 and 2 from the crashed process, 4 and 5 from its resumption
     assert all(len(b["stats"]["data"]) == 3 for b in merged["benchmarks"])
+    assert not list(tmp_path.glob("*.finished.jsonl"))

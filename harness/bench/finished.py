@@ -25,18 +25,16 @@ class BenchmarkKeeper:
         self.config = config
         self.kept = 0
         """How many of pytest-benchmark's benchmarks are already on disk."""
-
-    def path(self) -> Path | None:
-        target: Any = getattr(self.config.option, "benchmark_json", None)
-        name = getattr(target, "name", None)
-        return Path(name + FINISHED_SUFFIX) if isinstance(name, str) else None
+        # Resolved now, as pytest-benchmark resolves its own: a test may change directory later.
+        target = json_target(getattr(config.option, "benchmark_json", None))
+        self.path = Path(str(target.absolute()) + FINISHED_SUFFIX) if target is not None else None
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "teardown":  # the benchmark fixture has finished its rounds by then
             return
         session: Any = getattr(self.config, "_benchmarksession", None)
-        path = self.path()
+        path = self.path
         if session is None or path is None:
             return
         finished = session.benchmarks[self.kept :]
@@ -48,6 +46,14 @@ class BenchmarkKeeper:
             file.write("".join(lines))
             file.flush()
             os.fsync(file.fileno())
+
+
+def json_target(option: Any) -> Path | None:
+    """The path ``--benchmark-json`` names: a path (pytest-benchmark 4 and 5) or an open file (older ones)."""
+    if isinstance(option, (str, os.PathLike)):
+        return Path(option)
+    name = getattr(option, "name", None)
+    return Path(name) if isinstance(name, str) else None
 
 
 def finished_benchmarks(json_path: Path) -> list[dict[str, Any]]:
