@@ -282,16 +282,22 @@ def read_new_records(path: Path, offset: int) -> tuple[list[dict[str, Any]], int
     return records, offset + len(complete)
 
 
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Append one record as a whole line, on disk before this returns."""
-    append_records(path, [record])
+def append_record(path: Path, record: dict[str, Any], key: bytes | None = None) -> None:
+    """Append one record as a whole line, on disk before this returns (sealed with ``key`` if given)."""
+    append_records(path, [record], key)
 
 
-def append_records(path: Path, records: list[dict[str, Any]]) -> None:
-    """Append records, each a whole line, on disk (one sync for them all) before this returns."""
+def append_records(path: Path, records: list[dict[str, Any]], key: bytes | None = None) -> None:
+    """Append records, each a whole line, on disk (one sync for them all) before this returns.
+
+    With ``key``, each is sealed (:func:`sealed`): the run's own records, which a final
+    :func:`reject_unsealed` over the whole file keeps.
+    """
     if not records:
         return
     quarantine_torn_tail(path)
+    if key is not None:
+        records = [sealed(record, key) for record in records]
     with path.open("a", encoding="utf-8") as file:
         file.write("".join(json.dumps(record, default=_jsonable, allow_nan=True) + "\n" for record in records))
         file.flush()

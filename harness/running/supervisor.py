@@ -113,18 +113,22 @@ def run_step(
     seed: int = 0,
     device: str = "cpu",
     budget: CrashBudget | None = None,
+    key: bytes | None = None,
 ) -> StepOutcome:
     """Run pytest over ``pytest_args`` (which must not name the results file), resuming after crashes.
 
     ``budget`` counts crashes and timeouts per backend (a fresh default one if not given);
-    pass the same one to every step of a run.
+    pass the same one to every step of a run. ``key`` seals every record of the step, the
+    child's and the supervisor's (a fresh one if not given); pass the same one to every step
+    of a run, and a final :func:`harness.results.reject_unsealed` over the whole file leaves
+    only the run's own records.
     """
     budget = budget if budget is not None else CrashBudget()
     results.parent.mkdir(parents=True, exist_ok=True)
     results.touch()
     done: set[str] = set()
     outcome = StepOutcome(exit_code=0)
-    key = secrets.token_bytes(RECORD_KEY_BYTES)
+    key = key if key is not None else secrets.token_bytes(RECORD_KEY_BYTES)
     with tempfile.TemporaryDirectory(prefix="netharness-skip-") as scratch:
         skip_file, incidents, collected = (Path(scratch) / name for name in ("skip.txt", "incidents.json", "tests"))
         while True:
@@ -161,7 +165,7 @@ def run_step(
                 outcome.exit_code = EXIT_INTERRUPTED
                 return outcome
             if ended is not None:
-                _record_unfinished(collected, results, done, outcome, code, seed, device)
+                _record_unfinished(collected, results, done, outcome, code, seed, device, key)
                 outcome.exit_code = code if not (outcome.crashed or outcome.not_run) else max(code, 1)
                 return outcome
             started = [r for r in records if r.get("kind") == "started" and r["test_id"] not in done]
@@ -173,11 +177,11 @@ def run_step(
             how = watchdog.how() if watchdog.killed == crashed["test_id"] else describe_exit(code)
             incident = Incident(crashed["backend"], "crash", how, crashed["test_id"])
             spent = budget.add(incident)
-            append_record(results, _crash_record(crashed, how, seed, device, budget.limit if spent else 0))
+            append_record(results, _crash_record(crashed, how, seed, device, budget.limit if spent else 0), key)
             done.add(crashed["test_id"])
             outcome.crashed.append(crashed["test_id"])
             outcome.ran[crashed["backend"]] = outcome.ran.get(crashed["backend"], 0) + 1
-            left, stopped = _record_not_run(collected, results, done, budget, outcome, seed, device)
+            left, stopped = _record_not_run(collected, results, done, budget, outcome, seed, device, key)
             going_on = "" if left == 0 else "; resuming after it"
             print(f"netharness: CRASHED: {crashed['test_id']} ({how}){going_on}", file=sys.stderr)
             for backend, count in stopped.items():
@@ -189,7 +193,14 @@ def run_step(
 
 
 def _record_not_run(
-    collected: Path, results: Path, done: set[str], budget: CrashBudget, outcome: StepOutcome, seed: int, device: str
+    collected: Path,
+    results: Path,
+    done: set[str],
+    budget: CrashBudget,
+    outcome: StepOutcome,
+    seed: int,
+    device: str,
+    key: bytes,
 ) -> tuple[int | None, dict[str, int]]:
     """Record as ``not_run`` the collected tests left of every backend whose budget is spent.
 
@@ -198,13 +209,15 @@ def _record_not_run(
     no backend (the plugin checks) have no record and are not listed; they are not rerun
     once no backend's test is left.
     """
-    if not collected.exists():
+    tests = collected_tests(collected)
+    if tests is None:
         return None, {}
-    tests = [json.loads(line) for line in collected.read_text(encoding="utf-8").splitlines() if line]
     left = [test for test in tests if test["test_id"] not in done]
     stopped = [test for test in left if budget.spent(test["backend"])]
     append_records(
-        results, [not_run_record(test, budget.reason(test["backend"]), seed=seed, device=device) for test in stopped]
+        results,
+        [not_run_record(test, budget.reason(test["backend"]), seed=seed, device=device) for test in stopped],
+        key,
     )
     counts: dict[str, int] = {}
     for test in stopped:
@@ -215,24 +228,39 @@ def _record_not_run(
 
 
 def _record_unfinished(
-    collected: Path, results: Path, done: set[str], outcome: StepOutcome, code: int, seed: int, device: str
+    collected: Path, results: Path, done: set[str], outcome: StepOutcome, code: int, seed: int, device: str, key: bytes
 ) -> None:
     """A run counts what it collected: each collected test the child ended without is recorded ``not_run``.
 
     A child that ends early and cleanly (pytest.exit from backend code, a forged end record
     followed by os._exit) would otherwise leave a shorter run that reads as complete.
     """
-    if not collected.exists():
-        return
-    tests = [json.loads(line) for line in collected.read_text(encoding="utf-8").splitlines() if line]
-    left = [test for test in tests if test["test_id"] not in done]
+    left = [test for test in collected_tests(collected) or [] if test["test_id"] not in done]
     reason = f"the pytest process ended ({describe_exit(code)}) before this test had an outcome; the run is partial"
-    append_records(results, [not_run_record(test, reason, seed=seed, device=device) for test in left])
+    append_records(results, [not_run_record(test, reason, seed=seed, device=device) for test in left], key)
     for test in left:
         done.add(test["test_id"])
         outcome.not_run.append(test["test_id"])
     if left:
         print(f"netharness: PARTIAL: {len(left)} collected tests have no outcome ({reason})", file=sys.stderr)
+
+
+def collected_tests(collected: Path) -> list[dict[str, Any]] | None:
+    """The tests the child listed (None when it listed none: it died before its collection ended).
+
+    The list sits in a scratch file a backend could reach: a line that is not a test's entry is left out.
+    """
+    if not collected.exists():
+        return None
+    tests = []
+    for line in collected.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            test = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(test, dict) and isinstance(test.get("test_id"), str) and isinstance(test.get("backend"), str):
+            tests.append(test)
+    return tests
 
 
 def _crash_record(started: dict[str, Any], how: str, seed: int, device: str, spent: int) -> dict[str, Any]:
