@@ -141,6 +141,7 @@ def run_steps(
                         f"--benchmark-json={parts / f'bench-{name}.json'}",
                         "--benchmark-save-data",
                         "--benchmark-columns=median,iqr,rounds",
+                        f"--clock={args.clock}",
                         "-q",
                         *(["-k", "not batch256"] if args.quick else []),
                     ]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.bench.settings import check_environment
+from harness.bench.settings import CLOCK_TIMERS, check_clock, check_environment
 from harness.budget import DEFAULT_CRASH_BUDGET
 from harness.childprocess import COLLECTED_OPTION, INCIDENTS_OPTION, SKIP_FROM_OPTION, honour_stop_requests
 from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS, unjudged_families
@@ -31,7 +31,7 @@ from harness.pytest_plugin import isolation, outcomes
 from harness.pytest_plugin.budget import BudgetKeeper
 from harness.pytest_plugin.recorder import ResultsRecorder, raised_at
 from harness.pytest_plugin.state import DEFAULT_RESULTS, STATE_KEY, HarnessState, harness_state
-from harness.results import META
+from harness.results import DEFAULT_CLOCK, META
 
 RECORDER_KEY = pytest.StashKey[ResultsRecorder]()
 BUDGET_KEY = pytest.StashKey[BudgetKeeper]()
@@ -51,6 +51,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--device", default="cpu", metavar="cpu|cuda", help="device to run backends on (default: cpu)")
     group.addoption("--seed", default="0", metavar="INT", help="seed for every random input and parameter (default: 0)")
+    group.addoption(
+        "--clock",
+        default=DEFAULT_CLOCK,
+        metavar="wall|cpu",
+        help="what the benchmarks time: wall (elapsed) or cpu (the process's CPU time, every thread summed;"
+        f" steadier on a busy machine); recorded in each benchmark (default: {DEFAULT_CLOCK})",
+    )
     group.addoption(
         "--strict-backends",
         action="store_true",
@@ -92,7 +99,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _options_given(config: pytest.Config) -> bool:
     """Whether the command line asked for netharness (so the header is worth building)."""
-    defaults = {"backend": [], "device": "cpu", "seed": "0", "strict_backends": False}
+    defaults = {"backend": [], "device": "cpu", "seed": "0", "strict_backends": False, "clock": DEFAULT_CLOCK}
     defaults["crash_budget"] = str(DEFAULT_CRASH_BUDGET)
     defaults["conformance_results"] = DEFAULT_RESULTS
     return any(config.getoption(name) != default for name, default in defaults.items())
@@ -108,6 +115,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _spare_benchmark_storage(config.option)
     if config.option.help or getattr(config.option, "version", False):
         return
+    _time_with_clock(config)
     honour_stop_requests()
     keeper = config.stash[BUDGET_KEY] = BudgetKeeper(config)
     config.pluginmanager.register(keeper, "netharness-crash-budget")
@@ -120,6 +128,25 @@ def pytest_configure(config: pytest.Config) -> None:
         except UsageError as error:
             raise pytest.UsageError(str(error)) from None
         harness_state(config)  # a bad option is a usage error before anything runs
+
+
+def _time_with_clock(config: pytest.Config) -> None:
+    """Check ``--clock`` and hand pytest-benchmark its timer (before its own configure reads the option)."""
+    try:
+        clock = check_clock(config.getoption("clock"))
+    except UsageError as error:
+        raise pytest.UsageError(str(error)) from None
+    timer = getattr(config.option, "benchmark_timer", None)
+    if timer is None:  # pytest-benchmark is not loaded (-p no:benchmark): nothing is timed
+        return
+    wanted = CLOCK_TIMERS[clock]
+    if clock != DEFAULT_CLOCK and timer not in (wanted, CLOCK_TIMERS[DEFAULT_CLOCK]):
+        raise pytest.UsageError(f"--clock={clock} and --benchmark-timer={timer} disagree; give one of them")
+    if timer not in CLOCK_TIMERS.values():
+        raise pytest.UsageError(
+            f"--benchmark-timer={timer}: netharness records which clock timed a benchmark; use --clock=wall|cpu"
+        )
+    config.option.benchmark_timer = wanted
 
 
 def _spare_benchmark_storage(option: Any) -> None:
@@ -224,11 +251,13 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     if STATE_KEY not in config.stash:
         return
     from harness.bench.machine import device_info, thread_count
-    from harness.results import git_commit
+    from harness.results import BENCHMARK_FORMAT, git_commit
 
     machine_info.update(device_info(harness_state(config).device))
     machine_info["netharness_peak_gflops"] = machine_peak_gflops(config)
     machine_info["netharness_threads"] = thread_count()
+    machine_info["netharness_clock"] = config.getoption("clock")
+    machine_info["netharness_format"] = BENCHMARK_FORMAT
     machine_info["netharness_commit"] = git_commit()
 
 
