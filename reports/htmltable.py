@@ -198,7 +198,10 @@ def _ratio_table(
         if row.baseline_unstable:
             marks.append(f"{UNSTABLE_MARK} {baseline}")
             reasons.append(f"{baseline} baseline unstable: {row.baseline_unstable}")
-        if row.unstable:
+        if row.unstable and str(getattr(row, "pairing", "")) == "paired":
+            marks.append(f"{UNSTABLE_MARK} pairs")
+            reasons.append(f"the per-round ratios are unstable: {row.unstable}")
+        elif row.unstable:
             marks.append(f"{UNSTABLE_MARK} {getattr(row, subject)}")
             reasons.append(f"{getattr(row, subject)} unstable: {row.unstable}")
         state = SPEEDUP_STATE.get(str(row.verdict), "")

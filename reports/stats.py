@@ -10,7 +10,9 @@ Where a backend's benchmark also timed eager in the same process, interleaved ro
 (``paired_*``, see ``suites/bench_net.py``), its speedup comes from those pairs instead:
 the median of the per-round ratios ``eager_i / backend_i``, with a bootstrap that resamples
 whole rounds (both sides of a round together), so a change of load that slowed both in a round
-cancels. ``pairing`` says which: ``paired`` or ``separate`` (two processes' timings).
+cancels. ``pairing`` says which: ``paired`` or ``separate`` (two processes' timings). A paired
+speedup's ``unstable`` judges the per-round ratios (their spread, their count, the load on
+the wall clock), which are what it is made of; its ``baseline_unstable`` is empty.
 
 Each speedup carries its ``verdict`` (``faster`` or ``slower`` only when the interval excludes
 1: :func:`~reports.stability.speedup_verdict`), and why the backend's timing and eager's are
@@ -29,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from reports.stability import speedup_verdict
+from reports.stability import instability, rel_iqr, speedup_verdict
 
 BOOTSTRAP_SEED = 20240607
 BOOTSTRAP_RESAMPLES = 2000
@@ -153,12 +155,15 @@ def _speedups(
             if pairs.size:
                 interval = paired_speedup_interval(pairs, row["paired_timings"])
                 base_median, median = float(np.median(pairs)), float(np.median(row["paired_timings"]))
-                base_unstable = str(base["unstable"].iloc[0]) if not base.empty else ""
                 estimate, pairing = interval.estimate, "paired"
+                # What the speedup is made of is the per-round ratios: their spread, count and load judge it.
+                ratios = pairs / row["paired_timings"]
+                where = (row["load_start"], row["load_end"], row["cpu_count"], row["clock"])
+                unstable, base_unstable = "; ".join(instability(rel_iqr(ratios), ratios.size, *where)), ""
             elif not base.empty:
                 interval = speedup_interval(base["timings"].iloc[0], row["timings"])
                 base_median, median = float(base["median_s"].iloc[0]), float(row["median_s"])
-                base_unstable = str(base["unstable"].iloc[0])
+                base_unstable, unstable = str(base["unstable"].iloc[0]), str(row["unstable"])
                 estimate, pairing = interval.estimate, "separate"
                 if math.isnan(estimate):  # no raw timings: the medians pytest-benchmark reported
                     estimate = base_median / median
@@ -173,7 +178,7 @@ def _speedups(
                     interval.low,
                     interval.high,
                     speedup_verdict(interval.low, interval.high),
-                    str(row["unstable"]),
+                    unstable,
                     base_unstable,
                     pairing,
                 ]

@@ -50,7 +50,8 @@ TARGET_SECONDS = bench_seconds()
 """Steady-state time aimed for per benchmark; rounds = TARGET_SECONDS / first-call estimate, within [5, 200]."""
 PAIRED_BASELINE = "eager"
 """The backend whose prepared object every other backend's benchmark also times, interleaved with its own."""
-MIN_PAIRED_ROUNDS = 10
+MIN_PAIRED_ROUNDS = 20
+"""At least this many pairs, whatever their length: a median's bootstrap interval needs them."""
 
 _RUNNERS: dict[tuple[str, int, str, str], tuple[Runner, dict[str, np.ndarray], np.ndarray, np.ndarray]] = {}
 _MEMORY: dict[tuple[str, str, str], dict[tuple[str, int], tuple[int | None, str]]] = {}

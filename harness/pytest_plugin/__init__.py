@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.bench.settings import CLOCK_TIMERS, check_clock, check_environment
+from harness.bench.settings import CLOCK_TIMERS, SINGLE_THREAD_ENV, check_clock, check_environment
 from harness.budget import DEFAULT_CRASH_BUDGET
 from harness.childprocess import COLLECTED_OPTION, INCIDENTS_OPTION, SKIP_FROM_OPTION, honour_stop_requests
 from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS, unjudged_families
@@ -168,6 +168,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if state is None:
         return []
     lines = [f"netharness: seed={state.seed} device={state.device} results={state.results_path}"]
+    if config.getoption("clock") == "cpu":
+        from harness.bench.machine import thread_count
+
+        threads = thread_count()
+        if threads > 1:
+            lines.append(
+                f"netharness: WARNING: --clock=cpu on {threads} intra-op threads: the CPU time of several threads"
+                " is only as fine as the scheduler's tick, and threads waiting for a preempted peer spin, which counts"
+                f" as work; set {SINGLE_THREAD_ENV[0]}=1 (netharness run does) for a fine and steady CPU clock"
+            )
     for name in state.selected:
         backend, availability = state.backend(name), state.availability(name)
         status = "available" if availability.available else f"UNAVAILABLE: {availability.reason}"
