@@ -38,7 +38,8 @@ from harness.conformance.compare import compare
 from harness.contract.backend import PHASES as BENCH_PHASES
 from harness.contract.backend import Backend, Capability, supports
 from harness.net.testdata import as_float64, random_images, random_params, random_target
-from harness.pytest_plugin import harness_state, machine_peak_gflops
+from harness.pytest_plugin import benchmark_clock, harness_state, machine_peak_gflops
+from harness.results import CLOCKS
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 64, 256)]
 PHASES = [pytest.param(p, id=p) for p in BENCH_PHASES]
@@ -244,7 +245,7 @@ def test_benchmark(
         work()
         runner.synchronize()
 
-    clock = request.config.getoption("clock")
+    clock = benchmark_clock(request.config)
     load_start = load_average()
     rounds = 1  # untimed (--benchmark-disable, xdist): pedantic runs one round, a smoke test
     if not benchmark.disabled:
@@ -253,12 +254,13 @@ def test_benchmark(
     benchmark.group = f"{phase} {dtype} {device} batch{batch}"
     benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=max(2, rounds // 10))
     paired: dict[str, Any] = {}
-    if not benchmark.disabled:
+    if not benchmark.disabled and clock in CLOCKS:  # pairs on another project's timer would not match its rounds
         paired = paired_rounds(request, backend, phase, dtype, batch, device, one_round, clock_function(clock))
     load = (load_start, load_average())
 
     info = benchmark.extra_info
     threads, threads_source = backend_threads(runner)
+    facts = {name: value for name, value in runner.info.items() if name != "threads"}
     info.update(
         backend=backend.name,
         version=backend.version,
@@ -275,9 +277,7 @@ def test_benchmark(
         setup_s=runner.setup_s[phase],
         setup_kind=runner.setup_kind,
         prepared=runner.prepared,
-        **{
-            k: v for k, v in runner.info.items() if k != "threads"
-        },  # e.g. the artifact the timed object runs (the report links it) and its size
+        **facts,  # e.g. the artifact the timed object runs (the report links it) and its size
     )
     if "artifact" in info:
         info["artifact"] = str(Path(info["artifact"]).resolve())

@@ -37,7 +37,7 @@ RECORDER_KEY = pytest.StashKey[ResultsRecorder]()
 BUDGET_KEY = pytest.StashKey[BudgetKeeper]()
 PEAK_KEY = pytest.StashKey[float]()
 
-__all__ = ["Checker", "harness_state"]
+__all__ = ["Checker", "benchmark_clock", "harness_state"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -131,22 +131,27 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _time_with_clock(config: pytest.Config) -> None:
-    """Check ``--clock`` and hand pytest-benchmark its timer (before its own configure reads the option)."""
+    """Check ``--clock`` and hand pytest-benchmark its timer (before its own configure reads the option).
+
+    ``--clock=wall`` (the default) leaves ``--benchmark-timer`` as it is, so a project that
+    times with its own timer keeps it; :func:`benchmark_clock` then names that timer.
+    """
     try:
         clock = check_clock(config.getoption("clock"))
     except UsageError as error:
         raise pytest.UsageError(str(error)) from None
     timer = getattr(config.option, "benchmark_timer", None)
-    if timer is None:  # pytest-benchmark is not loaded (-p no:benchmark): nothing is timed
+    if clock == DEFAULT_CLOCK or timer is None:  # timer None: pytest-benchmark is not loaded, nothing is timed
         return
-    wanted = CLOCK_TIMERS[clock]
-    if clock != DEFAULT_CLOCK and timer not in (wanted, CLOCK_TIMERS[DEFAULT_CLOCK]):
+    if timer not in (CLOCK_TIMERS[clock], CLOCK_TIMERS[DEFAULT_CLOCK]):
         raise pytest.UsageError(f"--clock={clock} and --benchmark-timer={timer} disagree; give one of them")
-    if timer not in CLOCK_TIMERS.values():
-        raise pytest.UsageError(
-            f"--benchmark-timer={timer}: netharness records which clock timed a benchmark; use --clock=wall|cpu"
-        )
-    config.option.benchmark_timer = wanted
+    config.option.benchmark_timer = CLOCK_TIMERS[clock]
+
+
+def benchmark_clock(config: pytest.Config) -> str:
+    """The clock pytest-benchmark times with: ``wall``, ``cpu``, or the dotted name of another timer."""
+    timer = str(getattr(config.option, "benchmark_timer", None) or CLOCK_TIMERS[DEFAULT_CLOCK])
+    return next((clock for clock, name in CLOCK_TIMERS.items() if name == timer), timer)
 
 
 def _spare_benchmark_storage(option: Any) -> None:
@@ -168,7 +173,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if state is None:
         return []
     lines = [f"netharness: seed={state.seed} device={state.device} results={state.results_path}"]
-    if config.getoption("clock") == "cpu":
+    if benchmark_clock(config) == "cpu":
         from harness.bench.machine import thread_count
 
         threads = thread_count()
@@ -266,7 +271,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info.update(device_info(harness_state(config).device))
     machine_info["netharness_peak_gflops"] = machine_peak_gflops(config)
     machine_info["netharness_threads"] = thread_count()
-    machine_info["netharness_clock"] = config.getoption("clock")
+    machine_info["netharness_clock"] = benchmark_clock(config)
     machine_info["netharness_format"] = BENCHMARK_FORMAT
     machine_info["netharness_commit"] = git_commit()
 
