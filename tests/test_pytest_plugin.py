@@ -53,9 +53,9 @@ def test_help_lists_options_with_defaults(pytester: pytest.Pytester) -> None:
             "*(default: all registered backends)*",
             "*--device=cpu|cuda*(default: cpu)*",
             "*--seed=INT*",
+            "*--clock=wall|cpu*",
             "*--strict-backends*",
             "*--crash-budget=K*after K crashes or timeouts of one backend*",
-            "*--clock=wall|cpu*",
         ]
     )
 
