@@ -101,3 +101,25 @@ def test_the_load_does_not_make_a_cpu_clock_timing_unstable_but_its_spread_does(
     busy = (0.05, 50, 6.0, 7.0, 2)
     assert instability(*busy, "wall") and instability(*busy, "cpu") == []
     assert instability(0.25, 50, 6.0, 7.0, 2, "cpu")[0].startswith("its rounds spread by")
+
+
+def test_the_clock_is_in_the_report_header_and_the_summary(tmp_path: Path) -> None:
+    from harness.commands.cli import main
+
+    eager, backend = loaded_rounds()
+    rows = [
+        G.benchmark("eager", "forward", 64, list(eager), clock="cpu"),
+        G.benchmark(
+            "numpy", "forward", 64, list(backend), clock="cpu", paired_baseline="eager",
+            paired_baseline_s=list(eager), paired_s=list(backend),
+        ),
+    ]  # fmt: skip
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(G.benchmark_file("vm", rows)))
+    assert main(["report", str(path), "--out", str(tmp_path / "out")]) == 0
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "benchmarks timed on the cpu clock" in summary.splitlines()[2]
+    assert '<span id="clock">benchmarks timed on the cpu clock</span>' in html
+    assert "| forward float32 2.0" in summary  # the paired speedup, named by its phase and precision
+    assert ">same process<" in html
