@@ -73,11 +73,15 @@ def wide_table(
 ) -> Table:
     """``value`` per benchmark (rows) and backend, each backend's machines side by side (columns)."""
     frame = bench
-    index = ["device", "phase", "batch"] + [c for c in ("dtype", "threads") if frame[c].nunique(dropna=False) > 1]
+    # The process's torch threads, not each backend's own: one row holds every backend of one run.
+    index = ["device", "phase", "batch"] + [
+        c for c in ("dtype", "clock", "process_threads") if frame[c].nunique(dropna=False) > 1
+    ]
     several = frame["machine"].nunique() > 1
     columns = sorted(set(zip(frame["backend"], frame["machine"])))
     backends = list(dict.fromkeys(backend for backend, _ in columns))
-    top = [Cell(name, "text", header=True, rowspan=2 if several else 1) for name in index]
+    labels = {"process_threads": "torch threads"}
+    top = [Cell(labels.get(name, name), "text", header=True, rowspan=2 if several else 1) for name in index]
     if several:
         top += [Cell(backend, header=True, colspan=sum(1 for b, _ in columns if b == backend)) for backend in backends]
         header = [top, [Cell(machine, header=True) for _, machine in columns]]
@@ -86,7 +90,7 @@ def wide_table(
     table = Table(table_id, header, cls=SPEED_TABLE)
     cells = {(tuple(row[c] for c in index), row["backend"], row["machine"]): row for _, row in frame.iterrows()}
     for key in sorted({tuple(row[c] for c in index) for _, row in frame.iterrows()}, key=_sortable):
-        line = [threads_cell(part, "") if name == "threads" else text(part) for name, part in zip(index, key)]
+        line = [text(part) for part in key]
         for backend, machine in columns:
             row = cells.get((key, backend, machine))
             if row is None:
