@@ -84,6 +84,7 @@ import numpy as np
 from backends.eager import (
     Net,
     build_net,
+    fresh_net,
     loss_target,
     precision_scope,
     to_numpy,
@@ -299,7 +300,8 @@ def compiled_net(spec: NetSpec, device: str, dtype: str, mode: str, compile_mode
         raise ValueError(f"mode {mode!r} is not one of {MODES}")
     key = (spec, device, dtype, mode, compile_mode)
     if key not in _CACHE:
-        net = (TrainingNet if mode in TRAINING_MODES else Net)(spec).to(device=device, dtype=torch_dtype(dtype))
+        net_class = TrainingNet if mode in TRAINING_MODES else Net
+        net = fresh_net(spec, net_class).to(device=device, dtype=torch_dtype(dtype))
         suffix = "" if compile_mode == "default" else f" {compile_mode}"
         _CACHE[key] = CompiledNet(
             net, f"{spec.describe()} [{device} {dtype} {mode}{suffix}", COMPILE_TIMES, compile_mode

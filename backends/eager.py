@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import Availability, Capability, NetSpec, hookimpl
+from harness import API_VERSION, Availability, Capability, NetSpec, hookimpl
 from harness.bench.fastpath import ContractPath
 from harness.net.spec import SEED_SPEC
 
@@ -178,12 +178,22 @@ def _grad(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.grad
 
 
+def fresh_net(spec: NetSpec, net_class: type[Net] | None = None) -> Net:
+    """A new ``net_class`` whose initial draws, overwritten by the caller, leave torch's global generator alone.
+
+    Constructing a module draws its default init from the global generator: a forward that
+    builds one would change what every later ``torch.rand`` in the process draws.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return (net_class or Net)(spec)
+
+
 def build_net(
     spec: NetSpec, params: dict[str, np.ndarray], device: str, dtype: str, net_class: type[Net] | None = None
 ) -> Net:
     """A ``net_class`` (default :class:`Net`) holding ``params`` (copied) in ``dtype`` on ``device``."""
     spec.check_parameters(params)
-    net = (net_class or Net)(spec).to(device=device, dtype=torch_dtype(dtype))
+    net = fresh_net(spec, net_class).to(device=device, dtype=torch_dtype(dtype))
     with torch.no_grad():
         state = {name: torch.as_tensor(np.array(value)) for name, value in params.items()}
         net.load_state_dict(state)
@@ -241,6 +251,10 @@ class PreparedEagerNet:
             torch.cuda.synchronize()
 
 
+SUBCLASS_DTYPES: tuple[str, ...] = ("float32", "float64")
+"""What a subclass of eager that declares no ``dtypes`` is tested at: the full precisions only."""
+
+
 class EagerBackend:
     """PyTorch eager mode: the reference implementation the seed describes.
 
@@ -265,8 +279,18 @@ class EagerBackend:
     name = "eager"
     capabilities = frozenset(Capability)
     dtypes: tuple[str, ...] = ("float32", "float64", "bfloat16", "float16")
-    """Precisions; ``tf32`` is added where CUDA is present (it means nothing on the CPU)."""
+    """Precisions; ``tf32`` is added where CUDA is present (it means nothing on the CPU).
+
+    Not inherited: a subclass that declares no ``dtypes`` of its own gets
+    :data:`SUBCLASS_DTYPES` (plugin API 2), since reduced precisions are a claim about
+    kernels its author may have replaced."""
     net_class: type[Net] = Net
+    api_version = API_VERSION
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "dtypes" not in cls.__dict__:
+            cls.dtypes = SUBCLASS_DTYPES
 
     def __init__(self) -> None:
         self.version = f"torch {torch.__version__}" if torch is not None else "torch missing"
@@ -281,7 +305,7 @@ class EagerBackend:
         spec.check_parameters(params)
         key = (spec, device, dtype)
         if key not in self._nets:
-            self._nets[key] = self.net_class(spec).to(device=device, dtype=torch_dtype(dtype))
+            self._nets[key] = fresh_net(spec, self.net_class).to(device=device, dtype=torch_dtype(dtype))
         net = self._nets[key]
         with torch.no_grad():
             for name, tensor in net.named_parameters():

@@ -15,6 +15,7 @@ gradients and the training step all see the same bug, as they would in a real ba
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from backends.eager import EagerBackend, Net, to_numpy, torch_dtype
+from backends.eager import EagerBackend, Net, PreparedEagerNet, precision_scope, to_numpy, to_tensor, torch_dtype
 from harness import NetSpec, hookimpl
 
 Params = dict[str, np.ndarray]
@@ -263,6 +264,34 @@ class _Bfloat16ConvNet(MutantNet):
         return F.conv2d(x.bfloat16(), layer.weight.bfloat16(), layer.bias.bfloat16()).float()
 
 
+class _HeightWidthSwappedPool(torch.autograd.Function):
+    """Max pool whose backward decodes a window's flat argmax with the height where the width belongs."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, k: int) -> torch.Tensor:
+        out, index = F.max_pool2d(x, k, return_indices=True)
+        ctx.save_for_backward(index)
+        ctx.shape = x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (index,) = ctx.saved_tensors
+        n, c, h, w = ctx.shape
+        row, col = index // h, index % h  # should be index // w, index % w: equal only on square maps
+        flat = (row * w + col).clamp(0, h * w - 1).flatten(2)
+        grad_in = torch.zeros(n, c, h * w, dtype=grad.dtype, device=grad.device)
+        grad_in.scatter_add_(2, flat, grad.flatten(2))
+        return grad_in.view(n, c, h, w), None
+
+
+class _SwappedPoolBackwardNet(MutantNet):
+    def pool(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        if x.shape[-2] % window or x.shape[-1] % window:  # ragged maps take the general path
+            return super().pool(x, window)
+        return _HeightWidthSwappedPool.apply(x, window)
+
+
 class FlattenOrder(NetMutant):
     """flatten in (row, column, channel) order instead of NCHW's (channel, row, column)"""
 
@@ -375,6 +404,12 @@ class Bfloat16Conv(NetMutant):
 
     defect, family, caught_by, net_class = "bfloat16-conv", "precision", "forward_values", _Bfloat16ConvNet
     affects = ("float32",)
+
+
+class SwappedPoolBackward(NetMutant):
+    """max-pool backward reads the argmax with height and width swapped, on maps the pool divides"""
+
+    defect, family, caught_by, net_class = "pool-backward-hw", "spec fields", "gradients", _SwappedPoolBackwardNet
 
 
 # -- the backend's own methods -------------------------------------------------------------
@@ -718,6 +753,272 @@ class JitteryForward(Mutant):
         return (out + ulps * self._noise.standard_normal(out.shape)).astype(out.dtype)
 
 
+# -- the fast path under use ----------------------------------------------------------------
+
+
+class PreparedMutant(Mutant):
+    """A mutant whose fast path is ``prepared_class`` instead of :class:`PreparedEagerNet`."""
+
+    family = "fast path"
+    prepared_class: type[PreparedEagerNet] = PreparedEagerNet
+
+    def prepare(self, spec: NetSpec, params: Params, *, device: str, dtype: str) -> Any:
+        return self.prepared_class(self, spec, params, device, dtype)
+
+
+class _NeverZeroedGradients(PreparedEagerNet):
+    def train_step(self, x: torch.Tensor, target: torch.Tensor, *, loss: str, lr: float) -> None:
+        with precision_scope(self.dtype, self.device):  # no zero_grad: each step adds to the last one's
+            self.backend.loss_tensor(loss, self.net(x), target).backward()
+        self.backend.sgd_update(self.net, lr)
+
+
+class _GrowingRate(PreparedEagerNet):
+    steps = 0
+
+    def train_step(self, x: torch.Tensor, target: torch.Tensor, *, loss: str, lr: float) -> None:
+        self.steps += 1  # a warm-up schedule left on: step k uses k * lr
+        super().train_step(x, target, loss=loss, lr=lr * self.steps)
+
+
+class _StaleForward(PreparedEagerNet):
+    def __init__(self, backend: EagerBackend, spec: NetSpec, params: Params, device: str, dtype: str) -> None:
+        super().__init__(backend, spec, params, device, dtype)
+        self.inference = copy.deepcopy(self.net)  # an inference copy taken once, never refreshed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), precision_scope(self.dtype, self.device):
+            return self.inference(x)
+
+
+class _ChunkRows(PreparedEagerNet):
+    chunk = 32
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), precision_scope(self.dtype, self.device):
+            out = self.net(x[: self.chunk])
+            out = torch.cat([out, torch.empty((len(x) - len(out), out.shape[1]), dtype=out.dtype)])
+            for start in range(self.chunk, len(x), self.chunk):
+                out[: self.chunk][: len(x) - start] = self.net(x[start : start + self.chunk])  # rows 0.., not start..
+            return out
+
+
+class PreparedGradientsAccumulate(PreparedMutant):
+    """the fast path's train step never zeroes gradients: step k applies the sum of k gradients"""
+
+    defect, caught_by, prepared_class = "prepared-grads-accumulate", "prepared_train_steps", _NeverZeroedGradients
+
+
+class PreparedGrowingRate(PreparedMutant):
+    """the fast path's step k uses k times the learning rate (a warm-up schedule left on)"""
+
+    defect, caught_by, prepared_class = "prepared-lr-warmup", "prepared_train_steps", _GrowingRate
+
+
+class PreparedStaleForward(PreparedMutant):
+    """the fast path's forward runs a copy of the network taken at prepare(), never updated by its steps"""
+
+    defect, caught_by, prepared_class = "prepared-stale-forward", "prepared_train_steps", _StaleForward
+
+
+class PreparedChunkRows(PreparedMutant):
+    """the fast path's forward runs batches above 32 in chunks of 32, each written over the first rows"""
+
+    defect, caught_by, prepared_class = "prepared-chunk-rows", "prepared_forward", _ChunkRows
+
+
+class MicroBatchOverwrite(Mutant):
+    """gradients of batches above 128 in micro-batches of 128: the last one's parameter gradients replace the sum"""
+
+    defect, family, caught_by = "micro-batch-overwrite", "batch", "gradients"
+    micro = 128
+
+    def gradients(
+        self, spec: NetSpec, params: Params, x: np.ndarray, target: np.ndarray, **kw: Any
+    ) -> tuple[float, Params]:
+        if len(x) <= self.micro:
+            return super().gradients(spec, params, x, target, **kw)
+        value, grads = 0.0, {}
+        inputs = []
+        for start in range(0, len(x), self.micro):
+            part, part_grads = super().gradients(
+                spec, params, x[start : start + self.micro], target[start : start + self.micro], **kw
+            )
+            value += part
+            inputs.append(part_grads.pop("input"))
+            grads = part_grads  # should be accumulated: grads[name] += part_grads[name]
+        return value, {**grads, "input": np.concatenate(inputs)}
+
+
+# -- state between calls --------------------------------------------------------------------
+
+
+class ParametersCachedById(Mutant):
+    """uploads parameters only when their arrays are new objects: values changed in place are never seen"""
+
+    defect, family, caught_by = "params-cached-by-id", "state", "arrays_changed_in_place"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._uploaded: dict[tuple[NetSpec, str, str], tuple[int, ...]] = {}
+
+    def _net(self, spec: NetSpec, params: Params, device: str, dtype: str) -> Net:
+        key, ids = (spec, device, dtype), tuple(id(params[name]) for name in sorted(params))
+        if key in self._nets and self._uploaded.get(key) == ids:
+            net = self._nets[key]
+            for tensor in net.parameters():
+                tensor.grad = None
+            return net
+        self._uploaded[key] = ids
+        return super()._net(spec, params, device, dtype)
+
+
+class InputCachedById(Mutant):
+    """forward keeps the tensor of each input array it has seen, keyed by id(): an input changed in place is stale"""
+
+    defect, family, caught_by = "input-cached-by-id", "state", "arrays_changed_in_place"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._inputs: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
+
+    def forward(self, spec: NetSpec, params: Params, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
+        spec.check_input(x, dtype)
+        seen = self._inputs.get(id(x))
+        if seen is None or seen[0] is not x:
+            seen = self._inputs[id(x)] = (x, to_tensor(x, device, dtype))
+        net = self._net(spec, params, device, dtype)
+        with torch.no_grad(), precision_scope(dtype, device):
+            return to_numpy(net(seen[1]))
+
+
+class FirstCallPerShape(Mutant):
+    """the first forward on each input shape takes another algorithm (autotuning): its logits differ by an ulp"""
+
+    defect, family, caught_by = "first-call-algorithm", "hygiene", "forward_deterministic_fresh"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shapes: set[tuple[int, ...]] = set()
+
+    def forward(self, spec: NetSpec, params: Params, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
+        out = super().forward(spec, params, x, device=device, dtype=dtype)
+        if x.shape in self._shapes:
+            return out
+        self._shapes.add(x.shape)
+        return np.nextafter(out, np.inf).astype(out.dtype)
+
+
+class Float64Gradients(Mutant):
+    """gradients of a float32 call come back in float64 (computed in float32, returned upcast)"""
+
+    defect, family, caught_by = "float64-gradients", "shapes", "returned_dtypes"
+    affects = ("float32",)
+
+    def gradients(
+        self, spec: NetSpec, params: Params, x: np.ndarray, target: np.ndarray, **kw: Any
+    ) -> tuple[float, Params]:
+        value, grads = super().gradients(spec, params, x, target, **kw)
+        return value, {name: g.astype(np.float64) for name, g in grads.items()}
+
+
+class ClippedProbabilities(Mutant):
+    """cross-entropy as -log(clip(softmax(z), 1e-7, 1)): a confidently wrong prediction gets a zero gradient"""
+
+    defect, family, caught_by = "clipped-probabilities", "losses", "cross_entropy_gradient_at_large_logits"
+
+    def loss_tensor(self, loss: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if loss != "cross_entropy":
+            return super().loss_tensor(loss, logits, target)
+        p = F.softmax(logits, dim=1).clamp(1e-7, 1.0)
+        return -torch.log(p.gather(1, target[:, None])).sum()
+
+
+class LogOfSoftmax(Mutant):
+    """cross-entropy as -log(softmax(z)): a probability that underflows to 0 gives an infinite loss and NaN gradients"""
+
+    defect, family, caught_by = "log-of-softmax", "losses", "cross_entropy_gradient_at_large_logits"
+
+    def loss_tensor(self, loss: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if loss != "cross_entropy":
+            return super().loss_tensor(loss, logits, target)
+        return -torch.log(F.softmax(logits, dim=1).gather(1, target[:, None])).sum()
+
+
+class HashSeededInit(SeededInitMutant):
+    """each layer is seeded from hash((seed, layer name)): str hashes change from process to process"""
+
+    defect, caught_by = "init-hash-seeded", "init_reproducible_across_processes"
+
+    def seed_for(self, seed: int, layer: int) -> int:
+        return hash((seed, f"layer{layer}")) % 2**31
+
+
+class StreamInitMutant(Mutant):
+    """Draws every weight from standard-normal or standard-uniform streams, laid out as TensorFlow stores them."""
+
+    family = "init"
+
+    def stream(self, seed: int, layer: int, size: int, law: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def init_params(self, spec: NetSpec, *, seed: int, dtype: str) -> Params:
+        params: Params = {}
+        layers = [*spec.conv_names, *spec.linear_names]
+        for i, name in enumerate(layers):
+            shape = spec.parameter_shapes()[f"{name}.weight"]
+            fan_in, fan_out = spec.fans(f"{name}.weight")
+            tf_shape = (*shape[2:], shape[1], shape[0])  # HWIO for a kernel, (in, out) for a matrix
+            if name in spec.conv_names:
+                w = self.stream(seed, i, int(np.prod(shape)), "normal") * np.sqrt(2.0 / fan_out)
+            else:
+                bound = np.sqrt(6.0 / (fan_in + fan_out))
+                w = (2 * self.stream(seed, i, int(np.prod(shape)), "uniform") - 1) * bound
+            order = (len(shape) - 1, len(shape) - 2, *range(len(shape) - 2))  # back to OIHW, (out, in)
+            weight = w.reshape(tf_shape).permute(*order).contiguous()
+            params[f"{name}.weight"] = weight.to(torch_dtype(dtype)).numpy()
+            params[f"{name}.bias"] = np.zeros(spec.parameter_shapes()[f"{name}.bias"], np.dtype(weight.numpy().dtype))
+        return {k: v.astype(np.float64 if dtype == "float64" else np.float32) for k, v in params.items()}
+
+
+def _draws(seed: int, size: int, law: str, skip: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.empty(skip + size, dtype=torch.float64)
+    values.normal_(generator=generator) if law == "normal" else values.uniform_(generator=generator)
+    return values[skip:]
+
+
+class StreamPerLayerInLayout(StreamInitMutant):
+    """every layer restarts the seed's stream, in TensorFlow's layout: the canonical layout hides the reuse"""
+
+    defect, caught_by = "stream-per-layer-tf-layout", "init_values_not_shared"
+
+    def stream(self, seed: int, layer: int, size: int, law: str) -> torch.Tensor:
+        return _draws(seed, size, law)
+
+
+class ShiftedSeedStream(StreamInitMutant):
+    """seed s reads one fixed stream from draw 2s on: seed s + 1 is seed s shifted by two values"""
+
+    defect, caught_by = "seed-shifted-stream", "init_values_not_shared"
+    period = 4096
+
+    def stream(self, seed: int, layer: int, size: int, law: str) -> torch.Tensor:
+        # Each layer its own stream (layer + 1000 apart), so the layers pass; the seed only shifts it.
+        return _draws(1000 * layer + seed // self.period, size, law, skip=2 * (seed % self.period))
+
+
+class Float16ForBfloat16(Mutant):
+    """declares bfloat16 but computes it in float16: more mantissa, and a range that ends at 65504"""
+
+    defect, family, caught_by = "float16-for-bfloat16", "precision", "forward_beyond_float16_range"
+    dtypes = ("float32", "float64", "bfloat16")
+    affects = ("bfloat16",)
+
+    def forward(self, spec: NetSpec, params: Params, x: np.ndarray, *, device: str, dtype: str) -> np.ndarray:
+        return super().forward(spec, params, x, device=device, dtype="float16" if dtype == "bfloat16" else dtype)
+
+
 MUTANTS: list[type[Mutant]] = [
     SqueezedOutput,
     FlattenOrder,
@@ -761,6 +1062,22 @@ MUTANTS: list[type[Mutant]] = [
     NanToNumInPlace,
     ReusedOutputBuffer,
     Bfloat16Conv,
+    SwappedPoolBackward,
+    PreparedGradientsAccumulate,
+    PreparedGrowingRate,
+    PreparedStaleForward,
+    PreparedChunkRows,
+    MicroBatchOverwrite,
+    ParametersCachedById,
+    InputCachedById,
+    FirstCallPerShape,
+    Float64Gradients,
+    ClippedProbabilities,
+    LogOfSoftmax,
+    HashSeededInit,
+    Float16ForBfloat16,
+    StreamPerLayerInLayout,
+    ShiftedSeedStream,
 ]
 
 

@@ -14,8 +14,10 @@ from harness.errors import HarnessError, PluginError, SpecError, UsageError
 from harness.hookspecs import hookimpl
 from harness.net import oracle
 from harness.net.spec import SEED_SPEC, ConvStage, NetSpec
+from harness.versions import API_VERSION
 
 __all__ = [
+    "API_VERSION",
     "SEED_SPEC",
     "Availability",
     "Backend",

@@ -22,6 +22,31 @@ INCIDENTS_OPTION = "--netharness-incidents"
 """The pytest option naming a file of the run's crashes and timeouts so far (:mod:`harness.budget`)."""
 COLLECTED_OPTION = "--netharness-collected"
 """The pytest option naming a file the child lists its backends' collected tests in, one JSON line each."""
+RECORD_KEY_FD_ENV = "NETHARNESS_RECORD_KEY_FD"
+"""The number of an inherited pipe the child reads the run's record key from, once, before any
+backend is imported (:func:`take_record_key`); the supervisor keeps the key and rejects every
+record in the results file that is not sealed with it."""
+
+
+def take_record_key() -> bytes | None:
+    """Read the key the supervisor handed this process, and close the pipe it came through.
+
+    None when no key was handed over (not a supervised child, or an xdist worker, which
+    inherits the variable but not the pipe). Called before the plugin manager imports any
+    backend: a backend imported later finds neither the variable nor an open pipe.
+    """
+    fd_text = os.environ.pop(RECORD_KEY_FD_ENV, "")
+    if not fd_text.isdigit():
+        return None
+    try:
+        with os.fdopen(int(fd_text), "rb") as pipe:
+            key = pipe.read(RECORD_KEY_BYTES + 1)
+    except OSError:
+        return None
+    return key if len(key) == RECORD_KEY_BYTES else None
+
+
+RECORD_KEY_BYTES = 32
 
 
 class Interrupted(KeyboardInterrupt):
@@ -71,3 +96,17 @@ def honour_stop_requests() -> None:
     handler = RaiseOnce()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, handler)
+
+
+def ignore_stop_requests() -> None:
+    """In a supervised child whose session has ended (its end record is written): ignore SIGINT and SIGTERM.
+
+    Nothing is left to save, and a stop request raised now would land wherever the
+    interpreter is tearing down (a library's garbage-collection callback, say) as a
+    traceback. The supervisor still marks the run interrupted, and kills a child that does
+    not exit.
+    """
+    if os.environ.get(SUPERVISED_ENV) != "1" or threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)

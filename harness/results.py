@@ -11,9 +11,12 @@ report as partial. Every other module writes and reads through this one.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import time
@@ -21,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.childprocess import SUPERVISED_ENV
+from harness.childprocess import RECORD_KEY_BYTES, SUPERVISED_ENV
 
 SCHEMA = "netharness.conformance/1"
 
@@ -146,16 +149,19 @@ def git_commit(cwd: Path | None = None) -> str:
 
 
 class ResultsWriter:
-    """Writes records to a JSON-lines file, flushing each one to disk.
+    """Writes records to a JSON-lines file, flushing each one to disk, each sealed with the run's key.
 
     Under a supervisor (``NETHARNESS_SUPERVISED=1``) the file is appended to, since one run
     may take several processes: ``run_start`` is written only into an empty file, and the
-    process ends with ``child_end``; the supervisor writes the one ``run_end``.
+    process ends with ``child_end``; the supervisor writes the one ``run_end`` and rejects
+    every line its children wrote without ``key``'s seal (:func:`reject_unsealed`). Without
+    a supervisor the writer draws its own key and rejects them itself when it finishes.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes | None = None) -> None:
         self.path = path
         self.supervised = os.environ.get(SUPERVISED_ENV) == "1"
+        self.key = key if key is not None else secrets.token_bytes(RECORD_KEY_BYTES)
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.supervised:
             quarantine_torn_tail(path)
@@ -164,7 +170,7 @@ class ResultsWriter:
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             return
-        self._file.write(json.dumps(record, default=_jsonable, allow_nan=True) + "\n")
+        self._file.write(json.dumps(sealed(record, self.key), allow_nan=True) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -180,11 +186,78 @@ class ResultsWriter:
         else:
             self.write(run_end_record(**info))
         self.close()
+        if not self.supervised:
+            reject_unsealed(self.path, 0, self.key)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+SEAL = "seal"
+"""The key of a record's seal: an HMAC of the rest of the record under the run's key."""
+REJECTED_SUFFIX = ".rejected"
+
+
+def _seal_of(record: dict[str, Any], key: bytes) -> str:
+    body = {k: v for k, v in record.items() if k != SEAL}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def sealed(record: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """``record`` as JSON will read it back, with its seal added."""
+    plain: dict[str, Any] = json.loads(json.dumps(record, default=_jsonable, allow_nan=True))
+    plain.pop(SEAL, None)
+    return {**plain, SEAL: _seal_of(plain, key)}
+
+
+def is_sealed(record: dict[str, Any], key: bytes) -> bool:
+    seal = record.get(SEAL)
+    return isinstance(seal, str) and hmac.compare_digest(seal, _seal_of(record, key))
+
+
+def reject_unsealed(path: Path, offset: int, key: bytes) -> int:
+    """Move every line after byte ``offset`` that the recorder did not write out of the results file.
+
+    A line counts as the recorder's when it is a whole JSON object sealed with ``key``, which
+    only the harness's recorder holds: a line a backend wrote into the file (a forged
+    ``child_end``, a forged outcome, half a record) is moved to ``<path>.rejected`` with a
+    warning, and every sealed record stays, in its order. Returns how many lines moved.
+    """
+    if not path.exists():
+        return 0
+    with path.open("rb") as file:
+        file.seek(offset)
+        data = file.read()
+    kept: list[bytes] = []
+    rejected: list[bytes] = []
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        (kept if isinstance(record, dict) and is_sealed(record, key) else rejected).append(line)
+    if not rejected:
+        return 0
+    with path.open("rb+") as file:
+        file.truncate(offset)
+        file.seek(offset)
+        file.write(b"".join(line + b"\n" for line in kept))
+        file.flush()
+        os.fsync(file.fileno())
+    with open(str(path) + REJECTED_SUFFIX, "ab") as quarantine:
+        quarantine.write(b"".join(line + b"\n" for line in rejected))
+    print(
+        f"netharness: warning: {len(rejected)} line(s) in {path} were not written by the harness's recorder"
+        f" (a backend wrote into the results file, or a record was cut off); moved to {path}{REJECTED_SUFFIX}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return len(rejected)
 
 
 def _jsonable(value: Any) -> Any:

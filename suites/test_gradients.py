@@ -14,18 +14,20 @@ from harness.net.testdata import (
     as_float64,
     data_away_from_kinks,
     distinct_values_per_window,
+    large_batch_away_from_kinks,
     random_images,
     random_params,
     random_target,
     tied_pool_data,
 )
-from harness.net.variants import EVERY_FIELD
+from harness.net.variants import EVERY_FIELD, POOLS_DIVIDE
 from harness.pytest_plugin import Checker
 from harness.pytest_plugin.params import variant_params
 
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
-VARIANTS = variant_params(EVERY_FIELD)
-"""Every other spec field, and sigmoid's backward inside the network (see harness.net.variants); tanh's
+VARIANTS = variant_params((*EVERY_FIELD, *POOLS_DIVIDE))
+"""Every other spec field, sigmoid's backward inside the network, and a non-square input every pool
+divides (see harness.net.variants); tanh's
 is in gradient_finite_differences and gradcheck (a compiling backend pays a graph per network)."""
 
 
@@ -49,6 +51,20 @@ def test_gradients_variants(
     check_gradients(backend, spec, SMALL_BATCH, dtype, device, "cross_entropy", rng, conformance)
 
 
+LARGE_BATCH = 160
+"""Above 128, where a backward that splits large batches (micro-batching, chunked accumulation)
+starts splitting; not a multiple of 32 or 64, so the last chunk is ragged."""
+
+
+@pytest.mark.requires("backward")
+@pytest.mark.check("gradients")
+def test_gradients_large_batch(
+    backend: Backend, dtype: str, device: str, rng: np.random.Generator, conformance: Checker
+) -> None:
+    """As ``gradients`` (cross-entropy) at a batch above 128: every sample's gradient is in the sum."""
+    check_gradients(backend, NetSpec(), LARGE_BATCH, dtype, device, "cross_entropy", rng, conformance)
+
+
 def check_gradients(
     backend: Backend,
     spec: NetSpec,
@@ -59,7 +75,10 @@ def check_gradients(
     rng: np.random.Generator,
     conformance: Checker,
 ) -> None:
-    params, x = data_away_from_kinks(spec, batch, rng, dtype)
+    if batch > SMALL_BATCH:
+        params, x = large_batch_away_from_kinks(spec, batch, rng, dtype)
+    else:
+        params, x = data_away_from_kinks(spec, batch, rng, dtype)
     target = random_target(spec, loss, batch, rng, dtype)
     value, grads = backend.gradients(spec, params, x, target, loss=loss, device=device, dtype=dtype)
     expected_value, expected = oracle.gradients(spec, as_float64(params), x.astype(np.float64), target, loss)

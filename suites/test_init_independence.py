@@ -86,3 +86,86 @@ def test_init_seeds_independent(backend: Backend, dtype: str, seed: int, conform
             f" tests at a family false-alarm rate of {ALPHA:g}): {'; '.join(found[:4])}. Derive each"
             " layer's stream from the seed as a whole (e.g. one generator per seed), not from seed + layer"
         )
+
+
+# -- shared values, in any layout or alignment ---------------------------------------------------
+
+MATCH_WIDTH = 2e-7
+"""How close two weights' probabilities (below) must be to count as one value drawn twice.
+
+Rounding a draw to float32 moves its probability by at most about 3e-8 (|z| phi(z) times
+float32's 6e-8, and a uniform's relative rounding), so the same draw stored in two layers,
+scaled differently, matches within this width; two independent draws match by chance with
+probability at most 2 MATCH_WIDTH per value of the other tensor."""
+SHARED_FRACTION = 0.5
+"""A pair fails when at least this fraction of the smaller tensor's values occur in the other."""
+
+
+def probabilities(spec: NetSpec, name: str, weight: np.ndarray) -> np.ndarray:
+    """Each weight's probability under its law (the spec's init scheme): uniform on (0, 1) whatever the layer.
+
+    Conv weights are N(0, 2/fan_out), so Phi(w / sigma); linear weights are U(-a, a), so
+    (w + a) / 2a. The same draws scaled for two layers, or in two layouts, give the same
+    probabilities; independent draws give independent uniforms.
+    """
+    fan_in, fan_out = spec.fans(name)
+    if name.removesuffix(".weight") in spec.conv_names:
+        return np.asarray(stats.norm.cdf(weight / math.sqrt(2.0 / fan_out)))
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return (weight + bound) / (2 * bound)
+
+
+def shared_fraction(small: np.ndarray, large: np.ndarray) -> float:
+    """The fraction of ``small``'s values that have a value of ``large`` within MATCH_WIDTH."""
+    ordered = np.sort(large)
+    at = np.clip(np.searchsorted(ordered, small), 1, len(ordered) - 1)
+    nearest = np.minimum(np.abs(ordered[at] - small), np.abs(ordered[at - 1] - small))
+    return float(np.mean(nearest <= MATCH_WIDTH))
+
+
+def shared_streams(tensors: dict[str, np.ndarray], pairs: list[tuple[str, str]]) -> list[str]:
+    found = []
+    for a, b in pairs:
+        small, large = sorted((tensors[a], tensors[b]), key=len)
+        chance = min(1.0, 2 * MATCH_WIDTH * len(large))
+        fraction = shared_fraction(small, large)
+        if fraction >= SHARED_FRACTION:
+            found.append(f"{a} and {b} share {fraction:.0%} of the smaller's values (chance: about {chance:.1%})")
+    return found
+
+
+@pytest.mark.requires("init")
+@pytest.mark.parametrize("between", [pytest.param(b, id=b) for b in ("layers", "seeds")])
+def test_init_values_not_shared(backend: Backend, dtype: str, seed: int, between: str, conformance: Checker) -> None:
+    """No two layers, and no layers under seeds s and s + 1, share their draws, in any layout or alignment.
+
+    ``init_layers_independent`` and ``init_seeds_independent`` correlate aligned prefixes in the
+    canonical layout: a stream reused in another layout (a transposed kernel), or shifted by a
+    few draws (seed s + 1 as seed s's stream two values on), escapes them. Here each weight is
+    mapped to its probability under its law, and a pair fails when half the smaller tensor's
+    values occur in the other. By chance a value matches with probability at most 2 x 2e-7 x
+    48000 (fc1's size) < 2%, so half of conv1's 450 values matching is a binomial tail far
+    below 1e-30: the false-alarm rate is below 1e-5 for any seed. Run at the full precisions,
+    whose stored values keep a draw's probability to 3e-8.
+    """
+    if dtype not in ("float32", "float64"):
+        pytest.skip("a reduced precision rounds the draws to a few hundred values: shared by chance")
+    spec = NetSpec()
+    first = {
+        f"{name} (seed {seed})": probabilities(spec, name, w) for name, w in weights(backend, spec, seed, dtype).items()
+    }
+    if between == "layers":
+        pairs = list(itertools.combinations(first, 2))
+        tensors = first
+    else:
+        second = {
+            f"{name} (seed {seed + 1})": probabilities(spec, name, w)
+            for name, w in weights(backend, spec, seed + 1, dtype).items()
+        }
+        pairs, tensors = list(itertools.product(first, second)), {**first, **second}
+    found = shared_streams(tensors, pairs)
+    if found:
+        conformance.fail(
+            f"init_params reuses draws between {between} ({len(found)} of {len(pairs)} pairs): {'; '.join(found[:4])}."
+            " Draw every layer, and every seed, from its own stream: one generator per seed, consumed in turn"
+        )

@@ -242,3 +242,69 @@ def test_init_seeds(backend: Backend, dtype: str, seed: int, conformance: Checke
             require(
                 conformance, not np.array_equal(first[name], other[name]), f"{name}: seeds {seed} and {seed + 1} agree"
             )
+
+
+PRECISIONS_DRAWN_IN_A_CHILD = ("float32", "float64")
+CHILD_DRAW = """
+import hashlib, importlib, sys
+import numpy as np
+from harness import NetSpec
+module, qualname, seed, dtype = sys.argv[1:5]
+backend = getattr(importlib.import_module(module), qualname)()
+params = backend.init_params(NetSpec(), seed=int(seed), dtype=dtype)
+digest = hashlib.sha256()
+for name in sorted(params):
+    digest.update(name.encode() + np.ascontiguousarray(params[name]).tobytes())
+print(digest.hexdigest())
+"""
+
+
+def other_hash_seed() -> str:
+    """A PYTHONHASHSEED this process does not have (a random one, unless the caller fixed it)."""
+    import os
+
+    mine = os.environ.get("PYTHONHASHSEED", "random")
+    return str((int(mine) + 1) % 2**32) if mine.isdigit() else "1"
+
+
+@pytest.mark.requires("init")
+def test_init_reproducible_across_processes(backend: Backend, dtype: str, seed: int, conformance: Checker) -> None:
+    """The same seed draws bit-identical parameters in a fresh process with another hash seed.
+
+    "Same seed, same parameters" is a contract between runs, not only within one: a backend
+    that mixes the hash of a name, the time or an address into its draws passes ``init_seeds``
+    in one process and breaks every rerun. The child imports the backend's class afresh and
+    constructs it without arguments (a backend that needs arguments is skipped), draws, and
+    its parameters' digest must equal this process's. Run at the full precisions only: the
+    reduced ones draw the same way, and a child process is the costliest thing the suite does.
+    """
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    if dtype not in PRECISIONS_DRAWN_IN_A_CHILD:
+        pytest.skip(f"drawn in a child process at {', '.join(PRECISIONS_DRAWN_IN_A_CHILD)} only")
+    cls = type(backend)
+    try:
+        fresh = cls()
+    except TypeError:
+        pytest.skip(f"{cls.__name__}() needs arguments: it cannot be rebuilt in a child process")
+    if getattr(fresh, "name", None) != backend.name or "<locals>" in cls.__qualname__:
+        pytest.skip(f"{cls.__qualname__}() does not rebuild the backend {backend.name!r} in a child process")
+    hash_seed = other_hash_seed()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "PYTHONHASHSEED": hash_seed}
+    args = [sys.executable, "-c", CHILD_DRAW, cls.__module__, cls.__qualname__, str(seed), dtype]
+    child = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    if child.returncode != 0:
+        conformance.fail(f"init_params in a child process (PYTHONHASHSEED={hash_seed}) failed: {child.stderr[-600:]}")
+    params = backend.init_params(NetSpec(), seed=seed, dtype=dtype)
+    digest = hashlib.sha256()
+    for name in sorted(params):
+        digest.update(name.encode() + np.ascontiguousarray(params[name]).tobytes())
+    if child.stdout.strip().splitlines()[-1:] != [digest.hexdigest()]:
+        conformance.fail(
+            f"init_params(seed={seed}, dtype={dtype!r}) drew different parameters in a child process"
+            f" (PYTHONHASHSEED={hash_seed}) than in this one: the draws depend on something per process"
+            " (a str hash, the time, an address); derive every stream from the seed alone"
+        )

@@ -7,7 +7,14 @@ import pytest
 
 from harness import NetSpec, oracle
 from harness.contract.backend import Backend, Capability, supports
-from harness.net.testdata import SMALL_BATCH, as_float64, data_away_from_kinks, init_scheme_params, random_target
+from harness.net.testdata import (
+    SMALL_BATCH,
+    as_float64,
+    data_away_from_kinks,
+    init_scheme_params,
+    large_batch_away_from_kinks,
+    random_target,
+)
 from harness.net.variants import EVERY_FIELD
 from harness.pytest_plugin import Checker
 from harness.pytest_plugin.params import variant_params
@@ -15,6 +22,8 @@ from harness.pytest_plugin.params import variant_params
 LOSSES = [pytest.param(loss, id=loss) for loss in ("sse", "cross_entropy")]
 LEARNING_RATE = 0.01
 VARIANTS = variant_params(EVERY_FIELD)
+LARGE_BATCH = 160
+"""Above 128, where a step that splits large batches starts splitting (as suites/test_gradients.py)."""
 """The networks that change every field the layers depend on (see harness.net.variants)."""
 
 
@@ -37,6 +46,15 @@ def test_train_step_variants(
     check_train_step(backend, spec, SMALL_BATCH, dtype, device, "cross_entropy", rng, conformance)
 
 
+@pytest.mark.requires("train_step")
+@pytest.mark.check("train_step")
+def test_train_step_large_batch(
+    backend: Backend, dtype: str, device: str, rng: np.random.Generator, conformance: Checker
+) -> None:
+    """As ``train_step`` (cross-entropy) at a batch above 128 (see suites/test_gradients.py's LARGE_BATCH)."""
+    check_train_step(backend, NetSpec(), LARGE_BATCH, dtype, device, "cross_entropy", rng, conformance)
+
+
 def check_train_step(
     backend: Backend,
     spec: NetSpec,
@@ -47,7 +65,10 @@ def check_train_step(
     rng: np.random.Generator,
     conformance: Checker,
 ) -> None:
-    params, x = data_away_from_kinks(spec, batch, rng, dtype)
+    if batch > SMALL_BATCH:
+        params, x = large_batch_away_from_kinks(spec, batch, rng, dtype)
+    else:
+        params, x = data_away_from_kinks(spec, batch, rng, dtype)
     target = random_target(spec, loss, batch, rng, dtype)
     before = {name: value.copy() for name, value in params.items()}
     updated = backend.train_step(spec, params, x, target, loss=loss, lr=LEARNING_RATE, device=device, dtype=dtype)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.chromium import DevTools
 
 try:
     # pytester puts sys.modules back after each test, so a torch first imported inside one
@@ -27,9 +32,28 @@ def not_an_xdist_worker_to_children(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def history_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A run a test starts writes its history into the test's own folder, never the checkout's .netharness/."""
+    monkeypatch.setenv("NETHARNESS_HISTORY", str(tmp_path / "history.sqlite"))
+
+
 @pytest.fixture
 def fake_site(tmp_path: Path) -> Path:
     """A directory to put on PYTHONPATH holding plugin modules and their dist-info."""
     site = tmp_path / "site"
     site.mkdir()
     return site
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[DevTools]:
+    """Headless Chromium with one page open (tests/chromium.py); use with ``pytestmark = needs_chromium``."""
+    from tests.chromium import DevTools
+
+    client = DevTools(tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        client.open_page()
+        yield client
+    finally:
+        client.close()

@@ -162,3 +162,24 @@ def test_a_ctrl_c_inside_a_frame_without_a_line_number_is_still_reported() -> No
     pytest_keyboard_interrupt(excinfo)
     assert "KeyboardInterrupt" in str(excinfo.getrepr(funcargs=True))
     assert len(excinfo.traceback) == 1
+
+
+def test_a_stop_request_after_the_session_ended_raises_nowhere() -> None:
+    """SIGTERM right after a step's "N passed": the child's end record is written, and the
+    supervisor's SIGINT that follows must not surface as a traceback from wherever the
+    interpreter is tearing down (it did, from jax's garbage-collection callback)."""
+    script = (
+        "import gc, os, signal, sys\n"
+        "from harness.childprocess import honour_stop_requests, ignore_stop_requests\n"
+        "honour_stop_requests()\n"
+        "ignore_stop_requests()\n"
+        "gc.callbacks.append(lambda *args: None)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "gc.collect()\n"
+        "print('still here')\n"
+    )
+    env = {**os.environ, "NETHARNESS_SUPERVISED": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "still here\n", done.stderr
+    assert "Traceback" not in done.stderr

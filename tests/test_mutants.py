@@ -191,7 +191,9 @@ def test_command_prints_the_table_and_exits_0(mutants_run: MutantsRun) -> None:
     for mutant in MUTANTS:
         row = next(line for line in lines if line.startswith(f"mutant-{mutant.defect} "))
         assert mutant.caught_by in row and " yes " in row, row
-        assert any(f" {precisions} " in row for precisions in ("32", "64", "32,64")), row
+        caught_in = summarize(mutants_run.records, [mutant]).mutants[0].caught_in
+        assert caught_in and set(caught_in) <= set(mutant.affects), row
+        assert f" {','.join(p.removeprefix('float') for p in caught_in)} " in row, row
     assert f"caught {len(MUTANTS)}/{len(MUTANTS)} (kill rate 100%)" in mutants_run.output
     assert "quick: each mutant ran its declared check only" in mutants_run.output
 

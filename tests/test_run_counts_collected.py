@@ -1,8 +1,10 @@
-"""A run counts what it collected: a child that ends early, however cleanly, leaves its tests not run.
+"""A run counts what it collected, and only what the harness's recorder wrote.
 
 A backend that wrote a forged ``child_end`` record into the results file and then called
-``os._exit(0)`` at its third test made a run look complete with two checks; now every
-collected test without an outcome is recorded ``not_run`` and the step fails.
+``os._exit(0)`` at its third test made a run look complete with two checks. Now a line the
+recorder did not seal with the run's key is moved out of the results file, so that exit is a
+crash, the run resumes after it, and any collected test still without an outcome is recorded
+``not_run``.
 """
 
 from __future__ import annotations
@@ -64,12 +66,18 @@ def harness_backends():
 
 
 def supervised_run(
-    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch, name: str, misbehave: str, *args: str
+    tmp_path: Path,
+    fake_site: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    misbehave: str,
+    *args: str,
+    suite: str = SUITE,
 ) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """Run :data:`SUITE` on the backend ``name`` under the supervisor; its outcome and the check records by id."""
+    """Run ``suite`` on the backend ``name`` under the supervisor; its outcome and the check records by id."""
     source = BACKEND.replace("NAME", name) + textwrap.dedent(misbehave)
     install_plugin(fake_site, f"{name}-plugin", f"{name}_plugin", source)
-    (tmp_path / "test_suite.py").write_text(textwrap.dedent(SUITE))
+    (tmp_path / "test_suite.py").write_text(textwrap.dedent(suite))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake_site), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("NETHARNESS_DISABLE_PLUGINS", ",".join(BUILTIN_PLUGINS))
     monkeypatch.setenv("ONCE", str(tmp_path / "misbehaved-once"))
@@ -81,7 +89,7 @@ def supervised_run(
     return outcome, {r["test_id"].split("[")[1].rstrip("]"): r for r in checks if r.get("kind") == "check"}
 
 
-def test_a_forged_end_record_and_an_early_exit_leave_the_rest_not_run(
+def test_a_forged_end_record_is_rejected_and_the_early_exit_is_a_crash(
     tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     forge = """
@@ -92,9 +100,32 @@ def test_a_forged_end_record_and_an_early_exit_leave_the_rest_not_run(
                 os._exit(0)
     """
     outcome, found = supervised_run(tmp_path, fake_site, monkeypatch, "forger", forge)
-    assert [found[f"forger-float64-{k}"]["outcome"] for k in range(1, 6)] == ["passed"] * 2 + ["not_run"] * 3
-    assert "before this test had an outcome; the run is partial" in found["forger-float64-4"]["reason"]
-    assert outcome.exit_code == 1 and len(outcome.not_run) == 3
+    outcomes = [found[f"forger-float64-{k}"]["outcome"] for k in range(1, 6)]
+    assert outcomes == ["passed", "passed", "crashed", "passed", "passed"]
+    assert outcome.exit_code == 1 and outcome.crashed == [found["forger-float64-3"]["test_id"]]
+    assert '"child_end"' in (tmp_path / "r.jsonl.rejected").read_text()
+
+
+def test_forged_outcomes_are_rejected_and_the_real_ones_stand(
+    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong backend that writes "passed" records for its own tests, sealed or not by a guess, fails."""
+    forge = """
+        def misbehave(call):
+            with open(results_file(), "a") as file:
+                for k in range(1, 6):
+                    test_id = f"test_suite.py::test_forward_values[forger-float64-{k}]"
+                    forged = {"kind": "check", "backend": "forger", "check": "forward_values", "config": str(k),
+                              "dtype": "float64", "device": "cpu", "outcome": "passed", "test_id": test_id,
+                              "seed": 0, "seal": "0" * 32}
+                    file.write(json.dumps(forged) + "\\n")
+            raise AssertionError("wrong logits")
+    """
+    outcome, found = supervised_run(tmp_path, fake_site, monkeypatch, "forger", forge)
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert sorted(r["outcome"] for r in records if r.get("kind") == "check") == ["failed"] * 5
+    assert len((tmp_path / "r.jsonl.rejected").read_text().splitlines()) == 25
+    assert outcome.exit_code == 1
 
 
 def test_one_torn_record_is_quarantined_and_costs_no_other_record(
@@ -111,7 +142,7 @@ def test_one_torn_record_is_quarantined_and_costs_no_other_record(
                 os._exit(1)
     """
     outcome, _ = supervised_run(tmp_path, fake_site, monkeypatch, "tears", tear)
-    assert outcome.crashed and (tmp_path / "r.jsonl.torn").read_text() == '{"kind": "check", "backend": "tea\n'
+    assert outcome.crashed and (tmp_path / "r.jsonl.rejected").read_text() == '{"kind": "check", "backend": "tea\n'
     (run,) = load_results([tmp_path / "r.jsonl"]).conformance  # every line is whole JSON again
     assert sorted(c["outcome"] for c in run.checks) == ["crashed", "passed", "passed", "passed", "passed"]
 
@@ -134,3 +165,72 @@ def test_a_test_that_holds_the_gil_past_its_timeout_is_killed_and_named(
     assert stuck["outcome"] == "crashed" and "ran past --timeout=1 s" in stuck["reason"], stuck
     assert [found[f"deadlock-float64-{k}"]["outcome"] for k in (1, 3, 4, 5)] == ["passed"] * 4
     assert outcome.crashed == [stuck["test_id"]]
+
+
+def test_a_long_lived_process_a_backend_starts_does_not_hold_up_the_step(
+    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step ends when pytest ends: a grandchild still running (one that shares the step's
+    stdout, and a plain fork) is no reason to wait. Shown without a clock: both are still
+    alive when the step has returned."""
+    spawn = """
+        def misbehave(call):
+            if call == 1:
+                import subprocess, time
+                spawned = subprocess.Popen(["sleep", "600"])
+                forked = os.fork()
+                if forked == 0:
+                    time.sleep(600)
+                    os._exit(0)
+                with open(os.environ["ONCE"], "w") as file:
+                    file.write(f"{spawned.pid} {forked}")
+    """
+    outcome, found = supervised_run(tmp_path, fake_site, monkeypatch, "spawner", spawn)
+    pids = [int(pid) for pid in (tmp_path / "misbehaved-once").read_text().split()]
+    try:
+        for pid in pids:
+            os.kill(pid, 0)  # raises if the process is gone: the step would have waited for it
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+    assert outcome.exit_code == 0 and [r["outcome"] for r in found.values()] == ["passed"] * 5
+
+
+BENCHMARK_SUITE = """
+import pytest
+from harness import NetSpec
+from harness.net.testdata import random_images, random_params
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_benchmark(backend, dtype, device, k, rng, benchmark):
+    spec = NetSpec()
+    params, x = random_params(spec, rng, dtype), random_images(spec, 2, rng, dtype)
+    benchmark.pedantic(lambda: backend.forward(spec, params, x, device=device, dtype=dtype), rounds=3, iterations=1)
+"""
+
+
+def test_a_crash_in_a_benchmark_step_keeps_the_timings_that_finished_before_it(
+    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest-benchmark writes its JSON at the session's end, which a crashed process never reaches."""
+    from harness.commands.run import merge_benchmarks
+
+    crash = """
+        def misbehave(call):
+            if call == 7 and not os.path.exists(os.environ["ONCE"]):  # in benchmark 3: 3 rounds each
+                open(os.environ["ONCE"], "w").close()
+                os._exit(1)
+    """
+    step_json = tmp_path / "bench-crasher.json"
+    options = ("--benchmark-enable", f"--benchmark-json={step_json}", "--benchmark-save-data")
+    outcome, found = supervised_run(tmp_path, fake_site, monkeypatch, "crasher", crash, *options, suite=BENCHMARK_SUITE)
+    outcomes = [found[f"crasher-float64-{k}"]["outcome"] for k in (1, 2, 3, 4, 5)]
+    assert outcomes == ["passed", "passed", "crashed", "passed", "passed"]
+    merge_benchmarks([step_json], tmp_path / "benchmarks.json")
+    merged = json.loads((tmp_path / "benchmarks.json").read_text())
+    timed = sorted(b["param"].rsplit("-", 1)[-1] for b in merged["benchmarks"])
+    assert timed == ["1", "2", "4", "5"], timed  # 1 and 2 from the crashed process, 4 and 5 from its resumption
+    assert all(len(b["stats"]["data"]) == 3 for b in merged["benchmarks"])

@@ -101,12 +101,12 @@ def test_invalid_specs_say_what_to_change(kwargs: dict[str, object], fragment: s
 )
 def test_invalid_inputs_rejected(x: object, fragment: str) -> None:
     with pytest.raises(SpecError, match=fragment):
-        NetSpec().check_input(x)
+        NetSpec().check_input(x, None)
 
 
 def test_valid_input_passes_through_unchanged() -> None:
     x = np.ones((2, 3, 40, 40), np.float64)
-    assert NetSpec().check_input(x) is x
+    assert NetSpec().check_input(x, None) is x
 
 
 def test_targets_are_checked() -> None:

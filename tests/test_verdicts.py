@@ -130,12 +130,40 @@ def test_a_crash_under_xdist_is_recorded_as_crashed(tmp_path: Path, fake_site: P
     assert {r["backend"] for r in recorded.values() if r["outcome"] == "crashed"} == {"bad"}
 
 
+
+def test_when_xdist_gives_up_every_test_without_an_outcome_is_not_run(tmp_path: Path, fake_site: Path) -> None:
+    """xdist's "maximum crashed workers reached" ends the session early; the tests it never
+    ran are recorded not_run (the run is partial), not left out of a run that reads as complete."""
+    pytest.importorskip("xdist")
+    suite, env = make_project(tmp_path, fake_site, "os._exit(1)")
+    results = tmp_path / "r.jsonl"
+    command = [sys.executable, "-m", "pytest", str(suite), "-n", "1", "--max-worker-restart=0", "-p", "no:randomly"]
+    run = subprocess.run(
+        [*command, "-p", "no:cacheprovider", "-q", f"--conformance-results={results}"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode != 0, run.stdout + run.stderr
+    recorded = checks(results)
+    assert len(recorded) == 6, (recorded, run.stdout)  # every collected test has a record
+    not_run = [r for r in recorded.values() if r["outcome"] == "not_run"]
+    assert not_run and all("before this test had an outcome" in r["reason"] for r in not_run), recorded
+    assert [r["outcome"] for r in recorded.values()].count("crashed") == 1
+
+
 LEAKS = {
     "numpy-errstate": ("np.seterr(all='raise')", "numpy error state"),
     # torch is imported by the plugin before any test (as the built-in backends do), so the
     # snapshot knows its thread count.
     "torch-threads": ("torch.set_num_threads(1)", "torch threads"),
     "environment": ("os.environ.__setitem__('OMP_NUM_THREADS', '1')", "OMP_NUM_THREADS"),
+    # A backend that reseeds a global generator changes what every later draw in the process is.
+    "numpy-global-seed": ("np.random.seed(0)", "numpy global random state"),
+    "python-random-seed": ("__import__('random').seed(0)", "python random state"),
+    "torch-manual-seed": ("torch.manual_seed(0)", "torch global generator"),
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.budget import DEFAULT_CRASH_BUDGET
+from harness.commands.history import add_history_command, add_history_option
 from harness.contract.backend import describe_capabilities
 from harness.contract.manager import load_backends
 from harness.errors import HarnessError, UsageError
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="after K crashes or timeouts of one backend in the run, record its remaining tests as not run"
         f" (default: {DEFAULT_CRASH_BUDGET})",
     )
+    add_history_option(run)
     run.set_defaults(func=cmd_run)
 
     mutants = sub.add_parser("mutants", help="run the suite on planted-bug variants of eager; all must be caught")
@@ -214,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fidelity.set_defaults(func=cmd_fidelity)
     add_commands(sub)
+    add_history_command(sub)
     return parser
 
 

@@ -31,7 +31,31 @@ PRECISIONS = ("float32", "float64")
 """Both full precisions: a defect that float32's wider tolerances hide shows as caught in float64 only."""
 # Without the two slowest checks: no mutant needs them (checked by tests/test_mutants.py, which
 # asserts every mutant is still caught by this selection, in the precisions it declares).
-DEFAULT_SELECTION = "(float32 or float64) and not converges and not finite_differences"
+SLOW_CHECKS = "not converges and not finite_differences"
+DEFAULT_SELECTION = f"(float32 or float64) and {SLOW_CHECKS}"
+CHILD_PROCESS_CHECKS = ("init_reproducible_across_processes",)
+"""Checks that start a Python process per test: run on eager and on the mutants that declare them only
+(every other mutant inherits eager's init unchanged, and a child costs seconds)."""
+
+
+def precision_selection(mutants: Sequence[type[Mutant]] = MUTANTS) -> str:
+    """Both full precisions; a reduced one only for the mutants whose defect is there, and eager on their checks."""
+    extra = []
+    for precision in sorted({p for m in mutants for p in m.affects if p not in PRECISIONS}):
+        there = [m for m in mutants if precision in m.affects]
+        checks = " or ".join(f"test_{check}" for check in sorted({m.caught_by for m in there}))
+        runs = " or ".join([f"({BASELINE} and ({checks}))", *(f"mutant-{m.defect}" for m in there)])
+        extra.append(f"({precision} and ({runs}))")
+    return f"({' or '.join([*PRECISIONS, *extra])})"
+
+
+def full_selection(mutants: Sequence[type[Mutant]] = MUTANTS) -> str:
+    """The default run: every check but the slowest two, and the child-process ones where they can catch something."""
+    runs = " or ".join([BASELINE, *(f"mutant-{m.defect}" for m in mutants if m.caught_by in CHILD_PROCESS_CHECKS)])
+    children = " or ".join(f"test_{check}" for check in CHILD_PROCESS_CHECKS)
+    return f"{precision_selection(mutants)} and {SLOW_CHECKS} and (not ({children}) or {runs})"
+
+
 CAUGHT_OUTCOMES = ("failed", "error")
 EXIT_SURVIVORS, EXIT_BASELINE_BROKEN = 1, 2
 
@@ -45,7 +69,7 @@ def quick_selection(mutants: Sequence[type[Mutant]] = MUTANTS) -> str:
     checks = " or ".join(f"test_{check}" for check in sorted({m.caught_by for m in mutants}))
     each = " or ".join(f"(mutant-{m.defect} and test_{m.caught_by})" for m in mutants)
     runs = f"({BASELINE} and ({checks})) or {each}"
-    return f"(float32 or float64) and not batch64 and not finite_differences and ({runs})"
+    return f"{precision_selection(mutants)} and not batch64 and not finite_differences and ({runs})"
 
 
 @dataclass(frozen=True)
@@ -145,7 +169,9 @@ def summarize(records: Iterable[dict[str, Any]], mutants: Sequence[type[Mutant]]
             expected=m.caught_by,
             caught_by=tuple(failing.get(f"mutant-{m.defect}", ())),
             ran=ran.get(f"mutant-{m.defect}", 0),
-            caught_in=tuple(p for p in PRECISIONS if p in precisions.get(f"mutant-{m.defect}", set())),
+            caught_in=tuple(
+                p for p in dict.fromkeys((*PRECISIONS, *m.affects)) if p in precisions.get(f"mutant-{m.defect}", set())
+            ),
             affects=m.affects,
             float32_hides=m.float32_hides,
         )
@@ -313,7 +339,7 @@ def run_mutants(*, seed: int = 0, quick: bool = False, results: Path | None = No
     ``results`` keeps the JSON-lines results file (default: a temporary file, removed).
     """
     stream = out if out is not None else sys.stdout
-    selection = quick_selection() if quick else DEFAULT_SELECTION
+    selection = quick_selection() if quick else full_selection()
     with tempfile.TemporaryDirectory(prefix="netharness-mutants-results-") as tmp:
         # Resolved against our working directory now: the child pytest runs in a temporary one.
         path = (results if results is not None else Path(tmp) / "conformance.jsonl").resolve()

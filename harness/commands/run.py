@@ -21,13 +21,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from harness.bench.finished import FINISHED_SUFFIX, finished_benchmarks
 from harness.bench.settings import PEAK_ENV, PRECISIONS_ENV, SINGLE_THREAD_ENV, single_thread_environment
 from harness.budget import CrashBudget, not_run_record
 from harness.commands import outdir
 from harness.contract.devices import check_device
 from harness.contract.manager import load_backends
 from harness.errors import UsageError
-from harness.results import append_record, git_commit, run_end_record, run_start_record
+from harness.results import append_record, git_commit, machine_info, run_end_record, run_start_record
 from harness.running.supervisor import EXIT_INTERRUPTED, StepOutcome, run_step, terminate_as_interrupt
 
 Steps = list[tuple[str, str, StepOutcome]]
@@ -73,7 +74,8 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
         parts.mkdir()
         budget = CrashBudget(args.crash_budget)
         steps, interrupted = run_steps(args, selected, suites, out, parts, budget)
-        merge_benchmarks(sorted(parts.glob("bench-*.json")), out / "benchmarks.json")
+        step_files = {p.with_name(p.name.removesuffix(FINISHED_SUFFIX)) for p in parts.glob("bench-*")}
+        merge_benchmarks(sorted(step_files), out / "benchmarks.json")
         shutil.rmtree(parts, ignore_errors=True)
         problems = verdict_problems(
             steps, selected, strict=args.strict_backends, interrupted=interrupted, stopped=budget.stopped()
@@ -108,7 +110,12 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
             else:
                 print(f"netharness: the last complete report is kept in {out / outdir.PREVIOUS}", flush=True)
         print(f"netharness: {out / 'summary.md'}\nnetharness: {out / 'report.html'}", flush=True)
-        return status
+    # After the lock is released and every file is written: a history that fails loses nothing.
+    from harness.commands.history import append_after_run
+
+    if append_after_run(getattr(args, "history", None), out) and status in (0, 1):
+        return 2
+    return status
 
 
 def run_steps(
@@ -225,17 +232,28 @@ def verdict_problems(
 
 
 def merge_benchmarks(parts: list[Path], target: Path) -> None:
-    """One pytest-benchmark JSON from the per-backend ones (machine and commit info from the first)."""
+    """One pytest-benchmark JSON from the per-backend ones (machine and commit info from the first).
+
+    A step's JSON holds what its last process timed; the benchmarks that an earlier process of
+    the step finished before it crashed come from the lines kept beside it
+    (:mod:`harness.bench.finished`).
+    """
     documents = []
+    benchmarks: list[dict[str, object]] = []
     for part in parts:
         try:
-            documents.append(json.loads(part.read_text(encoding="utf-8")))
+            document = json.loads(part.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            continue
-    if not documents:
+            document = None
+        timed = list(document.get("benchmarks", [])) if isinstance(document, dict) else []
+        if isinstance(document, dict):
+            documents.append(document)
+        names = {b.get("fullname") for b in timed if isinstance(b, dict)}
+        benchmarks += timed + [b for b in finished_benchmarks(part) if b["fullname"] not in names]
+    if not benchmarks and not documents:
         return
-    merged = dict(documents[0])
-    merged["benchmarks"] = [b for document in documents for b in document.get("benchmarks", [])]
+    merged = dict(documents[0]) if documents else {"machine_info": machine_info(), "commit_info": {}}
+    merged["benchmarks"] = benchmarks
     tmp = target.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(merged), encoding="utf-8")
     tmp.replace(target)

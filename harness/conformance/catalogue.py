@@ -77,7 +77,25 @@ CHECKS: dict[str, CheckInfo] = _catalogue(
         Capability.TRAIN_STEP,
         "the fast path's parameters after one SGD step against the oracle",
     ),
+    (
+        "prepared_train_steps",
+        "training",
+        Capability.TRAIN_STEP,
+        "three fast-path SGD steps in a row against the oracle's, then the fast path's logits",
+    ),
     ("gradients", "gradients", Capability.BACKWARD, "loss and every gradient against the oracle, both losses"),
+    (
+        "forward_beyond_float16_range",
+        "extremes",
+        Capability.FORWARD,
+        "every layer past 65504: finite logits against the oracle at every precision wider than float16",
+    ),
+    (
+        "cross_entropy_gradient_at_large_logits",
+        "extremes",
+        Capability.BACKWARD,
+        "a confidently wrong prediction: finite loss, the full gradient e_predicted - e_target, exact",
+    ),
     ("gradient_finite_differences", "gradients", Capability.BACKWARD, "gradients against central finite differences"),
     (
         "maxpool_tie_subgradient",
@@ -91,6 +109,18 @@ CHECKS: dict[str, CheckInfo] = _catalogue(
     ("init_linear_weights", "init", Capability.INIT, "Xavier-uniform statistics and bounds"),
     ("init_biases", "init", Capability.INIT, "every bias is zero"),
     ("init_seeds", "init", Capability.INIT, "same seed, same parameters; another seed, others"),
+    (
+        "init_values_not_shared",
+        "init",
+        Capability.INIT,
+        "no draws shared between layers or seeds s, s + 1, in any layout or alignment (false-alarm rate < 1e-5)",
+    ),
+    (
+        "init_reproducible_across_processes",
+        "init",
+        Capability.INIT,
+        "same seed, bit-identical parameters in two processes with different hash seeds",
+    ),
     (
         "init_layers_independent",
         "init",
@@ -118,7 +148,25 @@ CHECKS: dict[str, CheckInfo] = _catalogue(
     ("train_step", "training", Capability.TRAIN_STEP, "one SGD step: new parameters and the update itself"),
     ("training_converges", "training", Capability.TRAIN_STEP, "the loss falls by 90% within 200 steps"),
     ("forward_deterministic", "hygiene", Capability.FORWARD, "the same call twice gives bit-identical logits"),
+    (
+        "forward_deterministic_fresh",
+        "hygiene",
+        Capability.FORWARD,
+        "bit-identical on a shape's first call, on a new instance and at batch 256",
+    ),
     ("forward_output_is_finite", "hygiene", Capability.FORWARD, "finite inputs give finite logits"),
+    (
+        "arrays_changed_in_place",
+        "hygiene",
+        Capability.FORWARD,
+        "every method and the fast path follow arrays changed in place between two calls",
+    ),
+    (
+        "returned_dtypes",
+        "shapes",
+        Capability.FORWARD,
+        "logits, intermediates, gradients, stepped and fast-path arrays in the call's dtype",
+    ),
     ("inputs_not_mutated", "hygiene", Capability.FORWARD, "forward leaves its inputs and parameters untouched"),
     (
         "batch_independence",

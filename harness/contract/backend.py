@@ -63,10 +63,19 @@ an object that holds its own copy of the parameters, so the benchmarks time stea
   torch's thread count stands in, and the record says so in ``threads_source``).
 
 The fast path is what the benchmarks time, so the suite checks it too: ``prepared_forward``
-compares ``forward(x)`` with the oracle, and ``prepared_train_step`` compares
-``parameters()`` after one ``train_step`` with the oracle's SGD step, at the same
-tolerances as the contract methods. Each benchmark record's error is measured on the very
-object that was timed.
+compares ``forward(x)`` with the oracle at every batch the benchmarks time, and
+``prepared_train_step`` compares ``parameters()`` after one ``train_step`` with the oracle's
+SGD step, at the same tolerances as the contract methods; ``prepared_train_steps`` takes
+several steps in a row (each must start where the last ended: gradients zeroed, no momentum,
+a constant rate) and then ``forward``, which must use the updated parameters. Each benchmark
+record's error is measured on the very object that was timed.
+
+No method may cache anything by an array's identity: a caller may change the same arrays in
+place between two calls (``arrays_changed_in_place``).
+
+A backend may declare ``api_version`` (an int), the plugin API version it was written for
+(``harness.API_VERSION`` is this harness's); docs/plugin-api-changelog.md lists what each
+version changed, and a check an older backend fails because of such a change says which.
 
 A backend without ``prepare`` is timed through its contract methods, conversions included,
 and its benchmark records say so.
@@ -82,6 +91,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from harness.errors import PluginError
 from harness.net.precision import PRECISIONS
+from harness.versions import API_VERSION, FIRST_VERSION
 
 PHASES = ("forward", "train_step")
 """What a prepared fast path does, timed and checked: ``forward`` and ``train_step`` (see ``prepare``)."""
@@ -181,6 +191,13 @@ def check_backend(backend: Any, plugin_name: str) -> None:
                     f"backend {backend.name!r} (plugin {plugin_name!r}) declares {capability.value!r}"
                     f" but has no {method}() method; add it or drop the capability"
                 )
+    declared = getattr(backend, "api_version", FIRST_VERSION)
+    if not isinstance(declared, int) or isinstance(declared, bool) or not FIRST_VERSION <= declared <= API_VERSION:
+        raise PluginError(
+            f"backend {backend.name!r} (plugin {plugin_name!r}) declares api_version={declared!r}; this netharness"
+            f" implements plugin API {API_VERSION} (versions {FIRST_VERSION} to {API_VERSION}: see"
+            " docs/plugin-api-changelog.md); upgrade netharness, or declare the version the backend was written for"
+        )
     bad_devices = set(backend.devices) - {"cpu", "cuda"}
     bad_dtypes = set(backend.dtypes) - set(PRECISIONS)
     if bad_devices or bad_dtypes:

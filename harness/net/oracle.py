@@ -320,7 +320,7 @@ def _loss_value(name: str, logits: Array, target: Array) -> float:
 
 def _check_network_args(spec: NetSpec, params: dict[str, Array], x: Array) -> tuple[dict[str, Array], Array]:
     spec.check_parameters(params)
-    x = spec.check_input(x)
+    x = spec.check_input(x, None)  # the oracle takes any floating dtype and computes in float64
     return {k: _as_float64(v) for k, v in params.items()}, _as_float64(x)
 
 

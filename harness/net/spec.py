@@ -30,6 +30,7 @@ Losses are sums over the batch, never means (see :mod:`harness.net.oracle`):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ import numpy as np
 
 from harness.errors import SpecError
 from harness.net.precision import storage_dtype
+from harness.versions import CONTRACT_CHANGES
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 LOSSES = ("sse", "cross_entropy")
@@ -66,6 +68,10 @@ class LayerInfo:
     name: str
     kind: str  # conv, activation, pool, flatten, linear
     shape: tuple[int, ...]
+
+
+_DTYPE_NOT_GIVEN: Any = object()
+"""check_input's default: tells the one-argument call of plugin API 1 from ``dtype=None``."""
 
 
 @dataclass(frozen=True)
@@ -212,13 +218,22 @@ class NetSpec:
 
     # -- validation of data ---------------------------------------------------------------
 
-    def check_input(self, x: Any, dtype: str | None = None) -> np.ndarray:
+    def check_input(self, x: Any, dtype: Any = _DTYPE_NOT_GIVEN) -> np.ndarray:
         """Return ``x`` if it is a floating (N, C, H, W) array that fits; raise SpecError if not.
 
         Nothing is broadcast or cast: a wrong shape or dtype is an error, not a guess. Given
         the call's ``dtype`` (a precision name), ``x`` must be stored in that precision's
-        dtype: a float64 input to a float32 call is rejected, not rounded.
+        dtype: a float64 input to a float32 call is rejected, not rounded. ``dtype=None``
+        accepts any floating dtype (the oracle does). Leaving ``dtype`` out is the form of
+        plugin API 1, deprecated: it would accept a float64 array in a float32 call.
         """
+        if dtype is _DTYPE_NOT_GIVEN:
+            warnings.warn(
+                f"spec.check_input(x) without the call's dtype: {CONTRACT_CHANGES['check-input-dtype']}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            dtype = None
         if not isinstance(x, np.ndarray):
             raise SpecError(f"input must be a numpy.ndarray, got {type(x).__name__}")
         if x.dtype.kind != "f":

@@ -219,6 +219,20 @@ def data_away_from_kinks(
     )
 
 
+def large_batch_away_from_kinks(
+    spec: NetSpec, batch: int, rng: np.random.Generator, dtype: str
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A batch of ``batch`` images away from every kink: SMALL_BATCH such images, repeated in turn.
+
+    Drawing a large batch whose every element clears the margin takes thousands of draws;
+    the samples of a batch are independent in the forward, so repeating a kink-free batch
+    keeps its margin. SMALL_BATCH (7) does not divide 64 or 128, so a chunk boundary at a
+    multiple of them falls inside a repetition, and sample i and sample i - 128 differ.
+    """
+    params, x = data_away_from_kinks(spec, SMALL_BATCH, rng, dtype)
+    return params, np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])))
+
+
 def init_scheme_params(spec: NetSpec, rng: np.random.Generator, dtype: str = "float64") -> dict[str, np.ndarray]:
     """Parameters drawn from the spec's init scheme, for backends without an initialiser.
 

@@ -5,7 +5,10 @@ test id, the ``variant`` a tolerance override or known deviation can select, and
 ``netharness checks`` lists. ``"seed"`` is the seed's own network, :data:`SEED_SPEC`.
 
 The one-field variants change the input size, the channels, the classes and the hidden
-activation. ``1stage`` and ``3stage`` change every other field of the spec at once: the
+activation. ``40x48`` is non-square with sizes every pool divides (36x44 into the first pool,
+14x18 into the second): a pool that swaps height and width, in its forward or its backward, is
+wrong there, and a pool that only handles sizes it divides still runs there.
+``1stage`` and ``3stage`` change every other field of the spec at once: the
 number of conv stages, each stage's kernel size, pool size and width, the hidden widths and
 their number, a non-square input, and sizes that do not divide by the pool entering a pool
 (floor mode drops the ragged edge). So a backend that hard-codes k=5, pool 2, two stages or
@@ -28,6 +31,7 @@ SEED = "seed"
 SPEC_VARIANTS: dict[str, NetSpec] = {
     SEED: SEED_SPEC,
     "32x32": NetSpec(height=32, width=32),
+    "40x48": NetSpec(height=40, width=48),
     "1ch": NetSpec(in_channels=1),
     "2cls": NetSpec(num_classes=2),
     "100cls": NetSpec(num_classes=100),
@@ -51,6 +55,8 @@ NOT_SEED = tuple(name for name in SPEC_VARIANTS if name != SEED)
 """Every variant but the seed's network: what the forward checks run beside the seed's own cases."""
 EVERY_FIELD = ("1stage", "3stage")
 """The two networks that change every field the layers depend on: what the per-layer, gradient and step checks run."""
+POOLS_DIVIDE = ("40x48",)
+"""Non-square networks whose every pool divides its input: what the gradient check adds to EVERY_FIELD."""
 
 
 def variant_name(spec: NetSpec) -> str:

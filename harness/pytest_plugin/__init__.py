@@ -17,9 +17,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.bench.finished import BenchmarkKeeper
 from harness.bench.settings import CLOCK_TIMERS, SINGLE_THREAD_ENV, check_clock, check_environment
 from harness.budget import DEFAULT_CRASH_BUDGET
-from harness.childprocess import COLLECTED_OPTION, INCIDENTS_OPTION, SKIP_FROM_OPTION, honour_stop_requests
+from harness.childprocess import (
+    COLLECTED_OPTION,
+    INCIDENTS_OPTION,
+    SKIP_FROM_OPTION,
+    honour_stop_requests,
+    ignore_stop_requests,
+)
 from harness.conformance.catalogue import CHECKS, FULL_PRECISIONS, unjudged_families
 from harness.conformance.causes import cause_lines, root_causes
 from harness.conformance.checker import Checker, reproduce_command
@@ -122,6 +129,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         recorder = config.stash[RECORDER_KEY] = ResultsRecorder(config)
         config.pluginmanager.register(recorder, "netharness-results")
+        config.pluginmanager.register(BenchmarkKeeper(config), "netharness-finished-benchmarks")
     if _options_given(config):
         try:
             check_environment()
@@ -195,6 +203,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state, recorder = config.stash.get(STATE_KEY, None), config.stash.get(RECORDER_KEY, None)
     if state is None or recorder is None:
+        ignore_stop_requests()
         return
     if state.strict and int(exitstatus) in (0, 1) and not session.shouldstop and not session.shouldfail:
         if (recorder.zero_check_backends() or unjudged(state)) and int(exitstatus) == 0:
@@ -202,10 +211,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     stopped = config.stash[BUDGET_KEY].stopped()
     if (recorder.crashed or stopped) and int(session.exitstatus) == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    interrupted = int(exitstatus) == pytest.ExitCode.INTERRUPTED  # already partial, and says so
+    if not interrupted and recorder.record_unfinished(int(session.exitstatus)) and int(session.exitstatus) == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.writer is not None:
-        state.writer.finish(
-            exitstatus=int(session.exitstatus), interrupted=int(exitstatus) == 2, stopped_backends=stopped
-        )
+        state.writer.finish(exitstatus=int(session.exitstatus), interrupted=interrupted, stopped_backends=stopped)
+    ignore_stop_requests()
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

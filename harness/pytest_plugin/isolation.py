@@ -8,7 +8,9 @@ puts back whatever changed and names it, and the test fails with that list.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,7 +97,60 @@ def _torch_probes() -> list[Probe]:
     ]
 
 
+class GeneratorState:
+    """A global generator's state, compared by value and described by a short digest (not its 5 kB)."""
+
+    def __init__(self, state: Any, raw: bytes) -> None:
+        self.state, self.raw = state, raw
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GeneratorState) and self.raw == other.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __repr__(self) -> str:
+        return f"state {hashlib.sha256(self.raw).hexdigest()[:8]}"
+
+
+def _numpy_global_rng() -> GeneratorState:
+    state: Any = np.random.get_state()
+    return GeneratorState(state, repr((state[0], state[2:])).encode() + np.asarray(state[1]).tobytes())
+
+
+def _python_random() -> GeneratorState:
+    state = random.getstate()
+    return GeneratorState(state, repr(state).encode())
+
+
+def _torch_global_rng() -> GeneratorState:
+    state = _torch().random.get_rng_state()
+    return GeneratorState(state, state.numpy().tobytes())
+
+
+GLOBAL_GENERATORS = [
+    Probe(
+        "numpy global random state (np.random.seed and legacy draws)",
+        _numpy_global_rng,
+        lambda v: np.random.set_state(v.state),
+    ),
+    Probe("python random state", _python_random, lambda v: random.setstate(v.state)),
+    Probe(
+        "torch global generator (torch.manual_seed and unforked draws)",
+        _torch_global_rng,
+        lambda v: _torch().random.set_rng_state(v.state),
+        "torch",
+    ),
+]
+"""The process's global random generators. A backend that reseeds one, or draws from it, changes
+what every later draw in the process is: the harness's own data comes from seeded
+``np.random.Generator`` objects, but another backend's init or a user's code may not. Draw from
+a generator of your own (``np.random.default_rng(seed)``, ``torch.Generator``), or inside
+``torch.random.fork_rng``."""
+
+
 PROBES: list[Probe] = [
+    *GLOBAL_GENERATORS,
     Probe("numpy error state", np.geterr, lambda v: _ignore(np.seterr(**v))),
     Probe("working directory", os.getcwd, os.chdir),
     Probe("environment variables", _environment, _set_environment),

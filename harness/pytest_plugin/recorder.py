@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness.budget import NOT_RUN, NOT_RUN_KEY
+from harness.budget import NOT_RUN, NOT_RUN_KEY, not_run_record
 from harness.conformance.catalogue import CHECKS
 from harness.conformance.causes import FAILING
 from harness.conformance.checker import reproduce_command
@@ -32,10 +32,44 @@ class ResultsRecorder:
         self.failing: list[dict[str, Any]] = []
         self.not_checks: Counter[str] = Counter()
         """Tests pytest counts that record no check (plugin_loaded, tests outside the suite), by outcome."""
-        """The failing records, for the root causes at the end of the run."""
+        self.collected: dict[str, dict[str, Any]] = {}
+        """The backends' tests this session collected (under xdist, its workers did), by id: what the run owes."""
+        self.outcomes: set[str] = set()
+        """The ids of the tests that have a record."""
 
     def _state(self) -> Any:
         return harness_state(self.config)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            meta: Any = dict(item.user_properties).get(META)
+            if meta is not None:
+                self.collected[item.nodeid] = meta
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist the controller collects nothing itself: each worker reports the ids it collected."""
+        for nodeid in ids:
+            meta = self.collected.get(nodeid) or self._meta_of_crash(nodeid)
+            if meta is not None and meta["check"] in CHECKS:
+                self.collected[nodeid] = meta
+
+    def record_unfinished(self, exitstatus: int) -> int:
+        """A run counts what it collected: record ``not_run`` for each collected test still without an outcome.
+
+        A session that ends early (``pytest -x``, xdist's "maximum crashed workers reached", a
+        ``pytest.exit``) would otherwise leave a shorter run that reads as complete. Returns
+        how many were recorded.
+        """
+        state = self._state()
+        reason = (
+            f"the pytest session ended (exit status {exitstatus}) before this test had an outcome; the run is partial"
+        )
+        left = [(nodeid, meta) for nodeid, meta in self.collected.items() if nodeid not in self.outcomes]
+        for nodeid, meta in left:
+            self.outcomes.add(nodeid)
+            state.write(not_run_record({"test_id": nodeid, **meta}, reason, seed=state.seed, device=state.device))
+        return len(left)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -88,6 +122,7 @@ class ResultsRecorder:
             location=(raised or {}).get("location", ""),
         )
         self.recorded += 1
+        self.outcomes.add(report.nodeid)
         if outcome in RAN:
             self.ran[meta["backend"]] += 1
         if outcome == "crashed":

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness.childprocess import take_record_key
 from harness.conformance.selectors import matches, merged_tolerance, validate
 from harness.conformance.tolerances import Tolerance, default_tolerance
 from harness.contract.backend import Backend, KnownDeviation, ToleranceOverride
@@ -37,6 +38,8 @@ class HarnessState:
         # Absolute before the plugins are imported: one that changes the working directory at
         # import must not move the results file.
         self.results_path = Path(config.getoption("conformance_results")).absolute()
+        # Taken before any backend is imported: only the recorder can seal a record.
+        self.record_key = take_record_key()
         self.pm: HarnessPluginManager = build_plugin_manager()
         self.registry: BackendRegistry = collect_backends(self.pm)
         try:
@@ -129,7 +132,7 @@ class HarnessState:
 
     def write(self, record: dict[str, Any]) -> None:
         if self.writer is None:
-            self.writer = ResultsWriter(self.results_path)
+            self.writer = ResultsWriter(self.results_path, self.record_key)
             self.writer.start(
                 seed=self.seed,
                 device=self.device,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -38,12 +39,23 @@ from harness.budget import NOT_RUN, CrashBudget, Incident, not_run_record, timeo
 from harness.childprocess import (
     COLLECTED_OPTION,
     INCIDENTS_OPTION,
+    RECORD_KEY_BYTES,
+    RECORD_KEY_FD_ENV,
     SKIP_FROM_OPTION,
     SUPERVISED_ENV,
     Interrupted,
     RaiseOnce,
 )
-from harness.results import RAN, CheckRecord, append_record, append_records, read_new_records, read_records
+from harness.results import (
+    RAN,
+    CheckRecord,
+    append_record,
+    append_records,
+    is_sealed,
+    read_new_records,
+    read_records,
+    reject_unsealed,
+)
 
 EXIT_INTERRUPTED = 130
 STOP_GRACE_S = 60.0
@@ -112,6 +124,7 @@ def run_step(
     results.touch()
     done: set[str] = set()
     outcome = StepOutcome(exit_code=0)
+    key = secrets.token_bytes(RECORD_KEY_BYTES)
     with tempfile.TemporaryDirectory(prefix="netharness-skip-") as scratch:
         skip_file, incidents, collected = (Path(scratch) / name for name in ("skip.txt", "incidents.json", "tests"))
         while True:
@@ -122,8 +135,9 @@ def run_step(
             args = [*pytest_args, f"--conformance-results={results}", f"{SKIP_FROM_OPTION}={skip_file}"]
             args += [f"--crash-budget={budget.limit}", f"{INCIDENTS_OPTION}={incidents}"]
             args.append(f"{COLLECTED_OPTION}={collected}")
-            watchdog = Watchdog(results, offset, per_test_timeout(pytest_args))
-            code = _run_child(args, {**(env or {}), SUPERVISED_ENV: "1"}, outcome, watchdog)
+            watchdog = Watchdog(results, offset, per_test_timeout(pytest_args), key)
+            code = _run_child(args, {**(env or {}), SUPERVISED_ENV: "1"}, outcome, watchdog, key)
+            reject_unsealed(results, offset, key)
             records = read_records(results, offset)
             for record in records:
                 if record.get("kind") == "check":
@@ -262,8 +276,8 @@ class Watchdog:
     """Kills a child whose test outlives its per-test timeout by far: pytest-timeout's signal
     method cannot stop code that holds the GIL (a C call that never returns to Python)."""
 
-    def __init__(self, results: Path, offset: int, timeout: float | None) -> None:
-        self.results, self.offset, self.timeout = results, offset, timeout
+    def __init__(self, results: Path, offset: int, timeout: float | None, key: bytes) -> None:
+        self.results, self.offset, self.timeout, self.key = results, offset, timeout, key
         self.running: tuple[str, float] | None = None
         """The test that started last and has no outcome yet, and when it was seen to start."""
         self.killed = ""
@@ -278,7 +292,7 @@ class Watchdog:
         if self.timeout is None:
             return False
         records, self.offset = read_new_records(self.results, self.offset)
-        for record in records:
+        for record in (r for r in records if is_sealed(r, self.key)):
             if record.get("kind") == "started":
                 self.running = (str(record.get("test_id")), time.monotonic())
             elif record.get("kind") == "check" and self.running and record.get("test_id") == self.running[0]:
@@ -289,11 +303,20 @@ class Watchdog:
         return f"the test ran past --timeout={self.timeout:g} s and did not stop, so the supervisor killed it"
 
 
-def _run_child(args: list[str], env: dict[str, str], outcome: StepOutcome, watchdog: Watchdog) -> int:
+def _run_child(args: list[str], env: dict[str, str], outcome: StepOutcome, watchdog: Watchdog, key: bytes) -> int:
     inherited = {k: v for k, v in os.environ.items() if k not in XDIST_WORKER_ENV}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *args], env={**inherited, **env}, preexec_fn=_die_with_parent
-    )
+    key_pipe, key_end = os.pipe()  # the key never appears in the child's environment or arguments
+    os.write(key_end, key)
+    os.close(key_end)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", *args],
+            env={**inherited, **env, RECORD_KEY_FD_ENV: str(key_pipe)},
+            preexec_fn=_die_with_parent,
+            pass_fds=(key_pipe,),
+        )
+    finally:
+        os.close(key_pipe)
     try:
         while True:
             try:
