@@ -233,6 +233,19 @@ def _to_numpy(tree: dict[str, Any]) -> dict[str, np.ndarray]:
 # -- the fast path for benchmarks -----------------------------------------------------------
 
 
+def xla_cpu_threads() -> int:
+    """The intra-op threads XLA's CPU client runs on: one per CPU this process may run on (its
+    affinity), or 1 with ``--xla_cpu_multi_thread_eigen=false`` in ``XLA_FLAGS``. XLA sizes the
+    pool once, when JAX starts, and offers no way to change it after: to run on fewer, start the
+    run under ``taskset`` (or set that flag) in the shell."""
+    if "--xla_cpu_multi_thread_eigen=false" in os.environ.get("XLA_FLAGS", "").lower():
+        return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 class PreparedJaxNet:
     """The network with its own parameters on a JAX device, compiled ahead of time per phase.
 
@@ -261,6 +274,8 @@ class PreparedJaxNet:
     def benchmark_info(self) -> dict[str, Any]:
         """Facts a benchmark record stores beside its timing."""
         info: dict[str, Any] = {"xla_device": str(self._device), "compilation_cache": use_compilation_cache()}
+        if self.device == "cpu":
+            info["threads"] = xla_cpu_threads()
         info.update({f"compile_s_{phase}": seconds for phase, seconds in self.compile_seconds.items()})
         return info
 

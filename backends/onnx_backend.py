@@ -142,6 +142,8 @@ class OnnxModel:
             raise PluginError(f"onnxruntime cannot load model file {self.path}: {_one_line(exc)}") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.threads = int(self.session.get_session_options().intra_op_num_threads)
+        """The session's intra-op threads, as it holds them (a benchmark record's ``threads``)."""
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         """Run the session; an input the graph rejects is a SpecError naming the file."""
@@ -240,9 +242,7 @@ def export_model(spec: NetSpec, params: dict[str, np.ndarray], dtype: str, path:
     except PluginError:
         raise
     except Exception as exc:
-        raise PluginError(
-            f"exporting {spec.describe()} ({dtype}, {kind}) to {path} failed: {_one_line(exc)}"
-        ) from exc
+        raise PluginError(f"exporting {spec.describe()} ({dtype}, {kind}) to {path} failed: {_one_line(exc)}") from exc
     return time.perf_counter() - start
 
 
@@ -379,6 +379,8 @@ class PreparedOnnxModel:
         self.export_seconds = seconds["export_s"]
         self.setup_seconds = seconds["session_s"] + (self.export_seconds if seconds["exported_here"] else 0.0)
         self.benchmark_info = {**seconds, "model_bytes": model.path.stat().st_size, "artifact": str(model.path)}
+        if model.threads > 0:  # 0 would be onnxruntime's own choice, which the session does not say
+            self.benchmark_info["threads"] = model.threads
         self.binding = model.session.io_binding()
 
     def to_device(self, array: np.ndarray) -> Any:

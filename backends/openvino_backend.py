@@ -167,6 +167,8 @@ class CompiledNet:
             )
         mode = self.compiled.get_property(hints.execution_mode)
         self.execution_mode = str(getattr(mode, "name", mode))
+        self.threads = int(self.compiled.get_property(ov.properties.inference_num_threads))
+        """The intra-op threads the compiled model runs on, as the plugin reports them."""
 
     def run(self, feeds: dict[str, np.ndarray] | list[Any]) -> list[np.ndarray]:
         """The outputs, in the model's order, as float32 arrays the caller owns."""
@@ -197,6 +199,7 @@ class PreparedOpenvinoNet:
             "compile_s": self.net.seconds,
             "inference_precision": self.net.precision,
             "execution_mode": self.net.execution_mode,
+            "threads": self.net.threads,
         }
 
     def to_device(self, array: np.ndarray) -> Any:
@@ -250,8 +253,13 @@ class OpenvinoBackend:
         return Availability.ok()
 
     def prepare(self, spec: NetSpec, params: dict[str, np.ndarray], *, device: str, dtype: str) -> PreparedOpenvinoNet:
+        """The benchmarked object: compiled with torch's intra-op threads, as onnx's sessions are, so a
+        benchmark compares the backends on the same threads (the plugin reports the count it used)."""
+        import torch
+
         spec.check_parameters(params)
-        return PreparedOpenvinoNet(spec, params, self.properties, self._check(device, dtype))
+        properties = {**self.properties, ov.properties.inference_num_threads: torch.get_num_threads()}
+        return PreparedOpenvinoNet(spec, params, properties, self._check(device, dtype))
 
     def forward(
         self, spec: NetSpec, params: dict[str, np.ndarray], x: np.ndarray, *, device: str, dtype: str

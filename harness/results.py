@@ -28,6 +28,23 @@ from harness.childprocess import RECORD_KEY_BYTES, SUPERVISED_ENV
 
 SCHEMA = "netharness.conformance/1"
 
+BENCHMARK_FORMAT = 2
+"""The benchmark records' format (``extra_info`` of pytest-benchmark's JSON, and its
+``machine_info["netharness_format"]``). 2 added ``clock``, ``threads_source``, ``process_threads`` and
+the paired baseline rounds (``paired_*``); a file without them is format 1, read as below."""
+CLOCKS = ("wall", "cpu")
+"""What a benchmark's rounds were timed with: ``wall`` (``time.perf_counter``) or ``cpu`` (the
+process's CPU time, ``time.process_time``: every thread's user and system time)."""
+DEFAULT_CLOCK = "wall"
+"""The clock of a record that names none (format 1 and older were all timed on the wall clock)."""
+
+
+def record_clock(extra_info: dict[str, Any]) -> str:
+    """The clock a benchmark record was timed with (``wall`` when it does not say)."""
+    clock = extra_info.get("clock")
+    return str(clock) if clock else DEFAULT_CLOCK
+
+
 PREVIOUS = "previous"
 """In a run's output folder: the last complete report, kept aside until a new complete one exists."""
 PARTS = ".parts"

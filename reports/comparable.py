@@ -7,6 +7,9 @@ one. So before anything is compared, in this order:
   and every check's outcome one that compare knows how to judge;
 - every conformance run must say its seed and device, and must have finished: a run without
   its ``run_end`` record, or one that records an interruption, is partial;
+- the benchmarks must have been timed on the same clock (``--clock``: wall or cpu; a record
+  that names none was timed on the wall clock): a CPU time and a wall time are not the same
+  quantity, and no option relaxes this;
 - the runs must agree on seed, device and backends (``--allow-different`` relaxes one or more:
   then only what both have is compared);
 - the two must share at least one benchmark or one check;
@@ -81,6 +84,7 @@ def refuse_incomparable(
     for side in (baseline, current):
         _refuse_bad_timings(side)
         _refuse_unlabelled_runs(side)
+    _refuse_different_clocks(baseline, current)
     for side in (baseline, current):
         notes.extend(_partial_runs(side, allow_partial))
     notes.extend(_differences(baseline, current, allow_different))
@@ -111,6 +115,15 @@ def common_ground(baseline: Side, current: Side) -> tuple[Side, Side]:
 def _within(frame: pd.DataFrame, column: str, shared: set[str]) -> pd.DataFrame:
     keep = frame[column].astype(str).isin(shared) | (frame[column] == "")  # "": a file that does not say
     return frame[keep].reset_index(drop=True)
+
+
+def _refuse_different_clocks(baseline: Side, current: Side) -> None:
+    clocks = [sorted(set(side.bench["clock"])) if "clock" in side.bench else [] for side in (baseline, current)]
+    if clocks[0] and clocks[1] and clocks[0] != clocks[1]:
+        raise NotComparableError(
+            f"the baseline's benchmarks were timed on the {' and '.join(clocks[0])} clock, the current's on the"
+            f" {' and '.join(clocks[1])} clock; rerun one with the other's --clock to compare them"
+        )
 
 
 def _refuse_bad_timings(side: Side) -> None:

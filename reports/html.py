@@ -67,6 +67,8 @@ def _context(data: ReportData, links: dict[str, str]) -> dict[str, Any]:
             "load": sig(LOAD_PER_CPU_LIMIT),
         },
         "unstable": [],
+        "unstable_mark": htmltable.UNSTABLE_MARK,
+        "clocks": sorted(set(bench["clock"])) if not bench.empty else [],
         **_environment(data),
     }
     if not bench.empty:

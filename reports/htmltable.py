@@ -20,8 +20,21 @@ from reports.stability import load_text
 from reports.stats import BASELINE_BACKEND
 from reports.tables import setup_table
 
+PHASE_LABELS = {"forward": "forward", "train_step": "train step"}
+
 UNSTABLE_MARK = "⚠"
 SPEEDUP_STATE = {"faster": "faster", "slower": "slower"}
+SPEED_TABLE = "data speed"
+"""The class of every speed table: its cells keep to one line (CSS), so stability is a short marker
+whose reason is the cell's tooltip and the Stability section's sentence."""
+THREAD_SOURCES = {
+    "backend": "the backend reports this many intra-op threads",
+    "torch": "torch's intra-op threads in the process; the backend reports none, so this is assumed",
+}
+PAIRING = {
+    "paired": ("same process", "eager's prepared object timed in the same process, round by round in turns"),
+    "separate": ("two processes", "eager's and the backend's timings from their own benchmark steps"),
+}
 
 
 @dataclass(frozen=True)
@@ -60,17 +73,21 @@ def wide_table(
 ) -> Table:
     """``value`` per benchmark (rows) and backend, each backend's machines side by side (columns)."""
     frame = bench
-    index = ["device", "phase", "batch"] + [c for c in ("dtype", "threads") if frame[c].nunique(dropna=False) > 1]
+    # The process's torch threads, not each backend's own: one row holds every backend of one run.
+    index = ["device", "phase", "batch"] + [
+        c for c in ("dtype", "clock", "process_threads") if frame[c].nunique(dropna=False) > 1
+    ]
     several = frame["machine"].nunique() > 1
     columns = sorted(set(zip(frame["backend"], frame["machine"])))
     backends = list(dict.fromkeys(backend for backend, _ in columns))
-    top = [Cell(name, "text", header=True, rowspan=2 if several else 1) for name in index]
+    labels = {"process_threads": "torch threads"}
+    top = [Cell(labels.get(name, name), "text", header=True, rowspan=2 if several else 1) for name in index]
     if several:
         top += [Cell(backend, header=True, colspan=sum(1 for b, _ in columns if b == backend)) for backend in backends]
         header = [top, [Cell(machine, header=True) for _, machine in columns]]
     else:
         header = [top + [Cell(backend, header=True) for backend in backends]]
-    table = Table(table_id, header)
+    table = Table(table_id, header, cls=SPEED_TABLE)
     cells = {(tuple(row[c] for c in index), row["backend"], row["machine"]): row for _, row in frame.iterrows()}
     for key in sorted({tuple(row[c] for c in index) for _, row in frame.iterrows()}, key=_sortable):
         line = [text(part) for part in key]
@@ -82,7 +99,7 @@ def wide_table(
             unstable = str(row["unstable"])
             line.append(
                 Cell(
-                    formatter(row[value]) + (f" {UNSTABLE_MARK}" if unstable else ""),
+                    formatter(row[value]) + (f" {UNSTABLE_MARK}" if unstable else ""),  # the reason: the tooltip
                     "unstable" if unstable else "",
                     title=f"unstable: {unstable}" if unstable else unit_note,
                 )
@@ -93,6 +110,14 @@ def wide_table(
 
 def _sortable(key: Sequence[Any]) -> tuple[Any, ...]:
     return tuple((0, part) if isinstance(part, int | float) and not pd.isna(part) else (1, str(part)) for part in key)
+
+
+def threads_cell(threads: Any, source: str) -> Cell:
+    """The thread count, marked with where it came from (a tooltip says it in words)."""
+    if threads is None or pd.isna(threads):
+        return Cell(MISSING, "missing")
+    label = f" ({source})" if source else ""
+    return Cell(f"{int(threads)}{label}", title=THREAD_SOURCES.get(source, "intra-op threads"))
 
 
 def _count(value: Any) -> str:
@@ -161,29 +186,52 @@ def _ratio_table(
 ) -> Table:
     several = speedups["machine"].nunique() > 1
     names = (["machine"] if several else []) + names
+    paired = subject == "backend"
     table = Table(
         table_id,
         [
             head(*names)
             + [Cell(f"{baseline} median", header=True), Cell(f"{subject} median", header=True)]
             + [Cell("speedup", header=True), Cell("95% interval", header=True)]
-            + head("verdict", "stability")
+            + head("verdict", *(["timed in"] if paired else []), "stability")
         ],
+        cls=SPEED_TABLE,
     )
     for row in speedups.itertuples():
-        warnings = []
+        marks, reasons = [], []
         if row.baseline_unstable:
-            warnings.append(f"{UNSTABLE_MARK} {baseline} baseline unstable: {row.baseline_unstable}")
-        if row.unstable:
-            warnings.append(f"{UNSTABLE_MARK} {getattr(row, subject)} unstable: {row.unstable}")
+            marks.append(f"{UNSTABLE_MARK} {baseline}")
+            reasons.append(f"{baseline} baseline unstable: {row.baseline_unstable}")
+        if row.unstable and str(getattr(row, "pairing", "")) == "paired":
+            marks.append(f"{UNSTABLE_MARK} pairs")
+            reasons.append(f"the per-round ratios are unstable: {row.unstable}")
+        elif row.unstable:
+            marks.append(f"{UNSTABLE_MARK} {getattr(row, subject)}")
+            reasons.append(f"{getattr(row, subject)} unstable: {row.unstable}")
         state = SPEEDUP_STATE.get(str(row.verdict), "")
+        label = f"{PHASE_LABELS.get(str(row.phase), row.phase)} {row.dtype}"
+        first = [
+            threads_cell(row.threads, str(getattr(row, "threads_source", "") or ""))
+            if name == "threads"
+            else text(getattr(row, name))
+            for name in names
+        ]
+        where = PAIRING.get(str(getattr(row, "pairing", "")), ("", ""))
         table.body.append(
-            [text(getattr(row, name)) for name in names]
+            first
             + [Cell(duration(getattr(row, baseline_column))), Cell(duration(row.median_s))]
-            + [Cell(times(row.speedup), state), Cell(interval(row.ci_low, row.ci_high) or "no raw timings")]
             + [
-                text(row.verdict if not pd.isna(row.ci_low) else "no interval", cls=f"text {state}".strip()),
-                text("; ".join(warnings) or "stable", cls="text unstable" if warnings else "text"),
+                Cell(times(row.speedup), state, title=f"{label}: {baseline}'s time / {getattr(row, subject)}'s time"),
+                Cell(interval(row.ci_low, row.ci_high) or "no raw timings"),
+            ]
+            + [text(row.verdict if not pd.isna(row.ci_low) else "no interval", cls=f"text {state}".strip())]
+            + ([text(where[0], title=where[1])] if paired else [])
+            + [
+                text(
+                    " ".join(marks) or "stable",
+                    cls="text unstable" if marks else "text",
+                    title="; ".join(reasons),
+                )
             ]
         )
     return table

@@ -20,7 +20,7 @@ from reports.model import ReportData
 from reports.numbers import interval, times
 from reports.stats import BASELINE_BACKEND
 from reports.tables import outcome_counts
-from reports.verdicts import VERDICT_BATCH, Verdict, causes, failures, outcome_label, verdicts
+from reports.verdicts import PHASE_NAMES, VERDICT_BATCH, Verdict, causes, failures, outcome_label, verdicts
 
 SUMMARY_BATCH = VERDICT_BATCH
 MAX_FAILURES = 15
@@ -28,8 +28,8 @@ MAX_REASON = 120
 MAX_PARTIAL_LINES = 3
 MAX_NOTES = 5
 SPEED_COLUMNS = (
-    ("forward", f"forward vs eager @{SUMMARY_BATCH}"),
-    ("train_step", f"train step vs eager @{SUMMARY_BATCH}"),
+    ("forward", f"forward speedup vs eager @{SUMMARY_BATCH}"),
+    ("train_step", f"train step speedup vs eager @{SUMMARY_BATCH}"),
 )
 UNSTABLE = "⚠"
 
@@ -45,7 +45,10 @@ def render_summary(data: ReportData) -> str:
         lines.append("")
     machines = ", ".join(map(markdown_text, data.results.machines)) or "none"
     commits = ", ".join(map(markdown_text, sorted({*data.bench["commit"], *data.conf["commit"]}))) or "unknown"
-    lines.append(f"Machines: {machines} · commit {commits}")
+    clocks = ", ".join(map(markdown_text, sorted(set(data.bench["clock"])))) if not data.bench.empty else ""
+    lines.append(
+        f"Machines: {machines} · commit {commits}" + (f" · benchmarks timed on the {clocks} clock" if clocks else "")
+    )
     lines.append("")
     found = verdicts(data)
     lines.extend(_backend_table(data, found))
@@ -58,8 +61,8 @@ def render_summary(data: ReportData) -> str:
         lines.append(f"No speedups: {data.speedup_note}.")
     else:
         lines.append(
-            f"Speed is median eager time / median backend time at batch {SUMMARY_BATCH} (above 1: faster), "
-            f"with a 95% bootstrap interval; {UNSTABLE} marks an unstable timing."
+            f"Speedup = eager's time / the backend's time at batch {SUMMARY_BATCH} (above 1: faster), each cell"
+            f" naming its phase and precision, with a 95% bootstrap interval; {UNSTABLE} marks an unstable timing."
         )
     lines.extend(_notes(data, found))
     lines.extend(_causes(data.conf))
@@ -134,8 +137,9 @@ def _speed(data: ReportData, backend: str, phase: str) -> str:
             flags.append(f"{UNSTABLE} eager unstable")
         if row.unstable:
             flags.append(f"{UNSTABLE} unstable")
+        label = f"{PHASE_NAMES.get(str(row.phase), str(row.phase))} {markdown_text(row.dtype)}"
         parts.append(
-            f"{where}{times(row.speedup)}" + (f" {bounds}" if bounds else "") + "".join(f" {f}" for f in flags)
+            f"{where}{label} {times(row.speedup)}" + (f" {bounds}" if bounds else "") + "".join(f" {f}" for f in flags)
         )
     return "; ".join(parts)
 

@@ -33,7 +33,7 @@ def report_data(results: Results) -> ReportData:
     note = ""
     if bench.empty:
         note = "no benchmark results"
-    elif BASELINE_BACKEND not in set(bench["backend"]):
+    elif BASELINE_BACKEND not in set(bench["backend"]) and speedups.empty:
         note = f"no {BASELINE_BACKEND} benchmark results, and speedups are measured against {BASELINE_BACKEND}"
     elif speedups.empty:
         note = f"no other backend was benchmarked at a configuration {BASELINE_BACKEND} was benchmarked at"

@@ -8,7 +8,8 @@ A benchmark is *unstable* when any of these holds:
 - too few rounds were timed (fewer than ``MIN_ROUNDS``) for a median and an interval to mean much;
 - the machine was busy: the load average at the start or the end of the benchmark exceeded
   ``LOAD_PER_CPU_LIMIT`` per CPU. Without a load figure, or without the CPU count, the load is
-  unknown and judged on nothing.
+  unknown and judged on nothing. A benchmark timed on the ``cpu`` clock is not judged on the
+  load: the time its process waited for a core is not in its figures (the spread still is).
 
 A speedup is *clear* only when its 95% interval lies wholly above 1 (faster) or below 1
 (slower); an interval that spans 1, or no interval at all, is never shown as a win or a loss.
@@ -40,7 +41,9 @@ def rel_iqr(timings: np.ndarray) -> float:
     return float((q3 - q1) / median)
 
 
-def instability(rel_iqr_value: Any, rounds: Any, load_start: Any, load_end: Any, cpus: Any) -> list[str]:
+def instability(
+    rel_iqr_value: Any, rounds: Any, load_start: Any, load_end: Any, cpus: Any, clock: str = "wall"
+) -> list[str]:
     """Why a timing is unstable, each reason a phrase; empty when it looks stable."""
     reasons = []
     spread = as_float(rel_iqr_value)
@@ -53,7 +56,7 @@ def instability(rel_iqr_value: Any, rounds: Any, load_start: Any, load_end: Any,
     if not math.isnan(count) and count < MIN_ROUNDS:
         reasons.append(f"only {int(count)} round{'s' if count != 1 else ''} were timed (fewer than {MIN_ROUNDS})")
     cpu_count = as_float(cpus)
-    if cpu_count > 0:
+    if cpu_count > 0 and clock != "cpu":
         busy = [
             f"{sig(load)} at the {when}"
             for when, load in (("start", as_float(load_start)), ("end", as_float(load_end)))

@@ -3,7 +3,10 @@
 Column names carry their units (``median_s``, ``samples_per_s``); these frames are what
 ``results.csv`` and ``conformance.csv`` hold, and every other table is derived from them.
 The benchmark frame also holds ``timings``, the raw per-round times in seconds as a NumPy
-array, which the statistics need and the CSV leaves out.
+array, and ``paired_baseline_timings``/``paired_timings``, the rounds timed in turns with eager's
+in the same process (empty arrays where there are none), which the statistics need and the
+CSV leaves out. A record that names no ``clock`` was timed on the wall clock; one that names no
+``threads_source`` holds torch's threads (``torch``), and its ``process_threads`` is its ``threads``.
 
 Beyond what the records hold: ``results.csv`` has each benchmark's stability (``rel_iqr``,
 ``rounds``, ``load_start``/``load_end`` when recorded, and ``unstable``, the reasons in words;
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.results import record_clock
 from reports.escaping import csv_cell
 from reports.load import OUTCOMES, Results
 from reports.records import add_tolerance_columns
@@ -36,7 +40,10 @@ RESULTS_COLUMNS = [
     "batch",
     "dtype",
     "device",
+    "clock",
     "threads",
+    "threads_source",
+    "process_threads",
     "name",
     "median_s",
     "mean_s",
@@ -101,8 +108,8 @@ CONFORMANCE_COLUMNS = [
 DERIVED_COLUMNS = ("max_ulp", "ulp_limit", "tolerance_source", "tolerance_factor")
 RECORD_COLUMNS = [c for c in CONFORMANCE_COLUMNS[2:-1] if c not in DERIVED_COLUMNS]
 """The columns a check record holds as they are; the others are derived (:mod:`reports.records`)."""
-INTEGER_COLUMNS = ("batch", "threads", "rounds", "iterations", "cpu_count", "peak_memory_bytes")
-BENCHMARK_KEY = ["machine", "backend", "phase", "batch", "dtype", "device", "threads"]
+INTEGER_COLUMNS = ("batch", "threads", "process_threads", "rounds", "iterations", "cpu_count", "peak_memory_bytes")
+BENCHMARK_KEY = ["machine", "backend", "phase", "batch", "dtype", "device", "clock", "threads"]
 """What names one benchmark; rows sharing it (repeated runs on one machine) are pooled."""
 
 
@@ -122,6 +129,8 @@ def benchmark_frame(results: Results) -> pd.DataFrame:
             if math.isnan(spread) and median > 0:
                 spread = _number(stats.get("iqr")) / median
             rounds, load_start, load_end = _integer(stats.get("rounds")), extra.get("load_start"), extra.get("load_end")
+            clock = record_clock(extra)
+            threads = _integer(extra.get("threads", run.machine_info.get("netharness_threads")))
             rows.append(
                 {
                     "machine": run.machine,
@@ -131,7 +140,10 @@ def benchmark_frame(results: Results) -> pd.DataFrame:
                     "batch": batch,
                     "dtype": str(extra.get("dtype") or ""),
                     "device": str(extra.get("device") or ""),
-                    "threads": _integer(extra.get("threads", run.machine_info.get("netharness_threads"))),
+                    "clock": clock,
+                    "threads": threads,
+                    "threads_source": str(extra.get("threads_source") or "torch"),
+                    "process_threads": _integer(extra.get("process_threads", threads)),
                     "name": str(bench.get("name") or ""),
                     "median_s": median,
                     "mean_s": _number(stats.get("mean")),
@@ -147,7 +159,7 @@ def benchmark_frame(results: Results) -> pd.DataFrame:
                     "load_start": _number(load_start),
                     "load_end": _number(load_end),
                     "cpu_count": cpus,
-                    "unstable": "; ".join(instability(spread, rounds, load_start, load_end, cpus)),
+                    "unstable": "; ".join(instability(spread, rounds, load_start, load_end, cpus, clock)),
                     "samples_per_s": samples_per_s,
                     "gflops_per_s": _number(extra.get("gflops_per_s")),
                     "peak_fraction": _number(extra.get("peak_fraction")),
@@ -165,12 +177,29 @@ def benchmark_frame(results: Results) -> pd.DataFrame:
                     "artifact": str(extra.get("artifact") or ""),
                     "source": str(run.path),
                     "timings": np.asarray(stats.get("data") or [], dtype=np.float64),
+                    **_paired(extra),
                 }
             )
-    frame = pd.DataFrame(rows, columns=[*RESULTS_COLUMNS, "timings"])
+    frame = pd.DataFrame(rows, columns=[*RESULTS_COLUMNS, "timings", *PAIRED_COLUMNS])
     for column in INTEGER_COLUMNS:
         frame[column] = frame[column].astype("Int64")
     return frame
+
+
+PAIRED_COLUMNS = ("paired_baseline_timings", "paired_timings")
+
+
+def _paired(extra: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The rounds timed in turns with eager's, as two arrays of one length (both empty when unusable)."""
+    try:
+        base = np.asarray(extra.get("paired_baseline_s") or [], dtype=np.float64)
+        mine = np.asarray(extra.get("paired_s") or [], dtype=np.float64)
+    except (TypeError, ValueError):
+        base = mine = np.empty(0)
+    usable = base.ndim == mine.ndim == 1 and base.size == mine.size and bool(np.all(base > 0) and np.all(mine > 0))
+    if not usable or extra.get("paired_baseline") not in (None, "eager"):
+        base = mine = np.empty(0)
+    return {"paired_baseline_timings": base, "paired_timings": mine}
 
 
 def conformance_frame(results: Results) -> pd.DataFrame:
@@ -235,8 +264,12 @@ def pooled(bench: pd.DataFrame) -> pd.DataFrame:
     frame = grouped[numbers].median()
     for column in ("setup_kind", "artifact", "source", "commit", "peak_memory_method", "peak_method"):
         frame[column] = grouped[column].last()
+    frame["threads_source"] = grouped["threads_source"].last()
+    frame["process_threads"] = grouped["process_threads"].max()
     frame["error_within_tolerance"] = grouped["error_within_tolerance"].all()  # one wrong run makes it wrong
     frame["timings"] = grouped["timings"].agg(lambda arrays: np.concatenate(list(arrays)))
+    for column in PAIRED_COLUMNS:  # both sides of every run, or none at all: pairs stay aligned
+        frame[column] = grouped[column].agg(lambda arrays: np.concatenate(list(arrays)))
     frame["rounds"] = grouped["rounds"].sum()
     # Pooled runs: the spread of all their rounds together; the busiest load any of them saw.
     recorded = grouped["rel_iqr"].max()
@@ -246,11 +279,19 @@ def pooled(bench: pd.DataFrame) -> pd.DataFrame:
     ]
     for column in ("load_start", "load_end", "cpu_count"):
         frame[column] = grouped[column].max()
+    frame = frame.reset_index()
     frame["unstable"] = [
         "; ".join(instability(*values))
-        for values in zip(frame["rel_iqr"], frame["rounds"], frame["load_start"], frame["load_end"], frame["cpu_count"])
+        for values in zip(
+            frame["rel_iqr"],
+            frame["rounds"],
+            frame["load_start"],
+            frame["load_end"],
+            frame["cpu_count"],
+            frame["clock"],
+        )
     ]
-    return frame.reset_index()
+    return frame
 
 
 def wide(bench: pd.DataFrame, value: str, scale: float = 1.0) -> pd.DataFrame:

@@ -60,6 +60,7 @@ figcaption { color: #555; font-size: 0.9em; }
 .slower { background: #f8c9c9; }
 .unclear { background: #f3f3f5; }
 td.unstable, .warning { color: #7a5b00; }
+table.speed td, table.speed th { white-space: nowrap; }
 span.speed { display: table; padding: 0 0.3em; border-radius: 3px; margin: 0.1em 0; }
 code { background: #f3f3f5; padding: 0 0.2em; overflow-wrap: anywhere; }
 details { margin: 0.6em 0; }
@@ -88,7 +89,8 @@ TEMPLATE = """<!DOCTYPE html>
 <body>
 <h1>netharness report</h1>
 <p class="meta">Machines: {{ machines | join(", ") or "none" }} &middot; commit{{ "s" if commits | length > 1 }}:
-{{ commits | join(", ") or "unknown" }} &middot; inputs: {{ inputs | length }} file{{ "s" if inputs | length != 1 }}</p>
+{{ commits | join(", ") or "unknown" }} &middot; inputs: {{ inputs | length }} file{{ "s" if inputs | length != 1 }}
+{%- if clocks %} &middot; <span id="clock">benchmarks timed on the {{ clocks | join(", ") }} clock</span>{% endif %}</p>
 {% if partial_reasons %}
 <div class="banner partial" id="partial-banner" role="alert">PARTIAL RUN: at least one conformance run did not finish,
 so some checks are missing. Every record present is reported.
@@ -195,20 +197,25 @@ point left of it fails).</figcaption></figure>{% endif %}
 {% if has_benchmarks %}
 <h3 id="speedup">Speed against {{ baseline }}</h3>
 {% if speedup_table %}
-<p class="note">Speedup = median {{ baseline }} time / median backend time (above 1: faster than {{ baseline }}), at
-the same machine, device, dtype, threads, phase and batch. The 95% interval is a percentile bootstrap: the raw
-per-round timings of both backends are resampled with replacement {{ resamples }} times from
-<code>numpy.random.default_rng({{ seed }})</code> (fresh for each comparison), and the ratio of medians is taken
-for each resample. A speedup is coloured as faster or slower only when its interval excludes 1.</p>
+<p class="note">Speedup = {{ baseline }}'s time / the backend's time (above 1: faster than {{ baseline }}), at the
+same machine, device, dtype, clock, phase and batch. Timed in the <em>same process</em>: the backend's benchmark
+also timed {{ baseline }}'s prepared object, one call of each per round in turns, and the speedup is the median of
+the per-round ratios, its 95% interval a percentile bootstrap over whole rounds. Timed in <em>two processes</em>:
+the ratio of the two benchmarks' medians, both sets of raw timings resampled. Either way {{ resamples }} resamples
+from <code>numpy.random.default_rng({{ seed }})</code>, fresh for each comparison. A speedup is coloured as faster or
+slower only when its interval excludes 1. Threads: "(backend)" when the backend reports its own intra-op threads,
+"(torch)" when torch's stand in for them.</p>
 <div class="scroll">{{ table(speedup_table) }}</div>
+<p class="note footnote">{{ unstable_mark }} marks an unstable timing (of {{ baseline }} or of the backend); the
+reason is the cell's tooltip, and in full under <a href="#stability">Stability</a>.</p>
 {% else %}
 <p class="note" id="no-speedup">No speedup: {{ speedup_note }}</p>
 {% endif %}
 {% if precision_table %}
 <h3 id="precision-speed">Reduced precision against float32</h3>
 <p class="note">Speedup = median float32 time / median time at the precision, for the same backend, machine,
-device, threads, phase and batch, with the same bootstrap interval. The errors each precision is allowed are in
-the conformance matrix (docs/tolerances.md).</p>
+device, clock, threads, phase and batch, with the same bootstrap interval (timed in two tests of one process).
+The errors each precision is allowed are in the conformance matrix (docs/tolerances.md).</p>
 <div class="scroll">{{ table(precision_table) }}</div>
 {% endif %}
 
@@ -224,7 +231,8 @@ the conformance matrix (docs/tolerances.md).</p>
 <h3 id="stability">Stability</h3>
 <p class="note">A result is unstable when its rounds spread by more than {{ limits.rel_iqr }} of the median
 (interquartile range), when fewer than {{ limits.rounds }} rounds were timed, or when the machine's load average
-exceeded {{ limits.load }} per CPU at the start or the end. Without a recorded load, the load is unknown.</p>
+exceeded {{ limits.load }} per CPU at the start or the end (not judged for a timing on the cpu clock, which leaves
+out the time spent waiting for a core). Without a recorded load, the load is unknown.</p>
 {% if unstable %}
 <div class="banner unstable" id="stability-warnings"><strong>WARNING: {{ unstable | length }} unstable
 result{{ "s" if unstable | length != 1 }}.</strong>

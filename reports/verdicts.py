@@ -48,8 +48,7 @@ class Speed:
     """Both sides' precision: eager is timed at the backend's own (openvino's bfloat16 against eager's)."""
 
     def text(self, *, device: bool = False) -> str:
-        where = f" on {self.device}" if device else ""
-        where += f" at {self.dtype}" if self.dtype != "float32" else ""
+        where = f" {self.dtype}" + (f" on {self.device}" if device else "")  # every ratio names its precision
         bounds = interval(self.low, self.high)
         return f"{PHASE_NAMES.get(self.phase, self.phase)}{where} {times(self.speedup)}" + (
             f" {bounds}" if bounds else ""

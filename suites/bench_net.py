@@ -11,6 +11,13 @@ the device's peak FLOP/s and the fraction reached; the peak memory of one round,
 in a child process (:func:`harness.bench.memory.peak_memory`) with its method; and the row's
 stability: ``rel_iqr`` (IQR / median), ``rounds`` and the 1-minute load average at the
 start and end of the benchmark (``load_start``, ``load_end``).
+
+``--clock`` picks what the rounds are timed with (``clock`` in each record): wall time, or the
+process's CPU time. The threads a backend really uses are what its prepared object reports
+in ``benchmark_info["threads"]`` (``threads_source`` = ``backend``), else torch's intra-op
+threads (``torch``). Every backend but eager also times eager's prepared object in the same
+process, round by round interleaved with its own (``paired_baseline_s``, ``paired_s``), so its
+speedup against eager does not depend on the load changing between two processes.
 """
 
 from __future__ import annotations
@@ -26,12 +33,13 @@ from harness import NetSpec, oracle
 from harness.bench.fastpath import BENCH_LOSS, BENCH_LR, Runner, prepare_runner
 from harness.bench.machine import CUDA_PEAK_METHOD, cpu_peak_method, cuda_peak_gflops, load_average, thread_count
 from harness.bench.memory import peak_memory
-from harness.bench.settings import bench_precisions, bench_seconds
+from harness.bench.settings import bench_precisions, bench_seconds, clock_function
 from harness.conformance.compare import compare
 from harness.contract.backend import PHASES as BENCH_PHASES
 from harness.contract.backend import Backend, Capability, supports
 from harness.net.testdata import as_float64, random_images, random_params, random_target
-from harness.pytest_plugin import harness_state, machine_peak_gflops
+from harness.pytest_plugin import benchmark_clock, harness_state, machine_peak_gflops
+from harness.results import CLOCKS
 
 BATCHES = [pytest.param(b, id=f"batch{b}") for b in (1, 64, 256)]
 PHASES = [pytest.param(p, id=p) for p in BENCH_PHASES]
@@ -41,6 +49,10 @@ precision's speed sits beside float32's; float64 is never timed. ``netharness ru
 float32 and bfloat16."""
 TARGET_SECONDS = bench_seconds()
 """Steady-state time aimed for per benchmark; rounds = TARGET_SECONDS / first-call estimate, within [5, 200]."""
+PAIRED_BASELINE = "eager"
+"""The backend whose prepared object every other backend's benchmark also times, interleaved with its own."""
+MIN_PAIRED_ROUNDS = 20
+"""At least this many pairs, whatever their length: a median's bootstrap interval needs them."""
 
 _RUNNERS: dict[tuple[str, int, str, str], tuple[Runner, dict[str, np.ndarray], np.ndarray, np.ndarray]] = {}
 _MEMORY: dict[tuple[str, str, str], dict[tuple[str, int], tuple[int | None, str]]] = {}
@@ -99,6 +111,70 @@ def _seconds(fn: Any) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def backend_threads(runner: Runner) -> tuple[int, str]:
+    """The intra-op threads the timed object uses, and where the figure came from.
+
+    ``backend``: its prepared object reported it (``benchmark_info["threads"]``); ``torch``:
+    it did not, and torch's intra-op thread count in this process stands in for it.
+    """
+    reported = runner.info.get("threads")
+    if isinstance(reported, int) and not isinstance(reported, bool) and reported > 0:
+        return reported, "backend"
+    return thread_count(), "torch"
+
+
+def paired_rounds(
+    request: pytest.FixtureRequest,
+    backend: Backend,
+    phase: str,
+    dtype: str,
+    batch: int,
+    device: str,
+    one_round: Any,
+    clock: Any,
+) -> dict[str, Any]:
+    """Eager's prepared object and ``backend``'s, timed in turns in this process: ``{paired_*: ...}``.
+
+    Each round times one call of each, the order alternating, so a change of load falls on
+    both alike and the per-round ratio keeps little of it. Empty when ``backend`` is eager
+    itself, or eager is not registered or cannot run this configuration. Eager's own step
+    still times it apart, so a backend that crashes here loses none of eager's figures.
+    """
+    if backend.name == PAIRED_BASELINE:
+        return {}
+    baseline = harness_state(request.config).registry.backends.get(PAIRED_BASELINE)
+    capability = Capability.FORWARD if phase == "forward" else Capability.TRAIN_STEP
+    if (
+        baseline is None
+        or dtype not in baseline.dtypes
+        or device not in baseline.devices
+        or not supports(baseline, capability)
+        or not baseline.availability().available
+    ):
+        return {}
+    base_runner = runner_for(baseline, batch, dtype, device)[0]
+    base_work = base_runner.forward if phase == "forward" else base_runner.train_step
+    assert base_work is not None
+
+    def base_round() -> None:
+        base_work()
+        base_runner.synchronize()
+
+    for _ in range(2):
+        base_round()
+        one_round()
+    estimate = max(min(_seconds(base_round) + _seconds(one_round) for _ in range(3)), 1e-6)
+    rounds = int(min(200, max(MIN_PAIRED_ROUNDS, TARGET_SECONDS / estimate)))
+    times: dict[str, list[float]] = {"base": [], "mine": []}
+    for index in range(rounds):
+        order = (("base", base_round), ("mine", one_round))
+        for name, work in order if index % 2 == 0 else order[::-1]:
+            start = clock()
+            work()
+            times[name].append(clock() - start)
+    return {"paired_baseline": PAIRED_BASELINE, "paired_baseline_s": times["base"], "paired_s": times["mine"]}
 
 
 def max_errors(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
@@ -169,6 +245,7 @@ def test_benchmark(
         work()
         runner.synchronize()
 
+    clock = benchmark_clock(request.config)
     load_start = load_average()
     rounds = 1  # untimed (--benchmark-disable, xdist): pedantic runs one round, a smoke test
     if not benchmark.disabled:
@@ -176,9 +253,14 @@ def test_benchmark(
         rounds = int(min(200, max(5, TARGET_SECONDS / estimate)))
     benchmark.group = f"{phase} {dtype} {device} batch{batch}"
     benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=max(2, rounds // 10))
+    paired: dict[str, Any] = {}
+    if not benchmark.disabled and clock in CLOCKS:  # pairs on another project's timer would not match its rounds
+        paired = paired_rounds(request, backend, phase, dtype, batch, device, one_round, clock_function(clock))
     load = (load_start, load_average())
 
     info = benchmark.extra_info
+    threads, threads_source = backend_threads(runner)
+    facts = {name: value for name, value in runner.info.items() if name != "threads"}
     info.update(
         backend=backend.name,
         version=backend.version,
@@ -186,12 +268,16 @@ def test_benchmark(
         batch=batch,
         dtype=dtype,
         device=device,
-        threads=thread_count(),
+        clock=clock,
+        threads=threads,
+        threads_source=threads_source,
+        process_threads=thread_count(),
+        **paired,
         first_call_s=runner.first_call_s[phase],
         setup_s=runner.setup_s[phase],
         setup_kind=runner.setup_kind,
         prepared=runner.prepared,
-        **runner.info,  # e.g. the artifact the timed object runs (the report links it) and its size
+        **facts,  # e.g. the artifact the timed object runs (the report links it) and its size
     )
     if "artifact" in info:
         info["artifact"] = str(Path(info["artifact"]).resolve())

@@ -48,6 +48,24 @@ def test_a_batch64_round_holds_at_least_its_input(name: str, tmp_path: Path, mon
         assert peak is not None and peak >= INPUT_BYTES, f"{name} {phase}: {peak} bytes"
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "tf32"])
+def test_every_reduced_precision_is_measured(dtype: str) -> None:
+    """Issue 28: the child drew its input with ``standard_normal(dtype=bfloat16)`` and died with a TypeError."""
+    measured = peak_memory("eager", "cpu", dtype, [BATCH])
+    for phase in ("forward", "train_step"):
+        peak, method = measured[phase, BATCH]
+        assert method == CPU_MEMORY_METHOD, method
+        assert peak is not None and peak >= INPUT_BYTES, f"{dtype} {phase}: {peak} bytes"  # float32 storage
+
+
+def test_a_round_that_raises_is_not_measured_with_its_reason_and_the_others_are() -> None:
+    """One precision a backend cannot run costs only its own entries, never the child."""
+    measured = peak_memory("numpy", "cpu", "bfloat16", [1])  # numpy computes in float32 and float64 only
+    for peak, method in measured.values():
+        assert peak is None
+        assert method.startswith("not measured: the measured round raised SpecError: dtype 'bfloat16'"), method
+
+
 def test_a_backend_the_child_cannot_load_is_not_measured_with_the_reason() -> None:
     measured = peak_memory("no-such-backend", "cpu", "float32", [1])
     assert set(measured) == {("forward", 1), ("train_step", 1)}

@@ -61,4 +61,4 @@ def test_bench_backends_prints_each_backend_beside_its_reference() -> None:
     ]:
         line = next(line for line in out.splitlines() if line.strip().startswith(workload))
         assert f"x {reference} (per round" in line
-    assert "eager train step / plain torch step at batch 1:" in out
+    assert "eager train step over plain torch step at batch 1:" in out

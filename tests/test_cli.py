@@ -28,6 +28,7 @@ def test_backends_lists_capabilities_devices_and_dtypes(capsys: pytest.CaptureFi
         ([], "required: COMMAND"),
         (["run", "--seed", "-1"], "an integer from 0 to 2**63 - 1"),
         (["run", "--device", "tpu"], "invalid choice: 'tpu'"),
+        (["run", "--clock", "sundial"], "invalid choice: 'sundial' (choose from 'wall', 'cpu')"),
         (["run", "--out", "/proc/forbidden"], "cannot write to output directory /proc/forbidden"),
     ],
 )

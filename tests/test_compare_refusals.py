@@ -125,6 +125,17 @@ REFUSALS = {
         "baseline and current differ in backends (baseline eager; current numpy): compare runs made alike, "
         "or pass --allow-different=backend to compare only what both have",
     ),
+    # A file that names no clock was timed on the wall clock (format 1); CPU time is another quantity.
+    "wall-clock-vs-cpu-clock": Case(
+        BENCH,
+        Input(
+            G.benchmark_file(
+                "ci", [G.benchmark(b, "forward", 64, G.data(0.01), clock="cpu") for b in ("eager", "numpy")]
+            )
+        ),
+        "the baseline's benchmarks were timed on the wall clock, the current's on the cpu clock;"
+        " rerun one with the other's --clock",
+    ),
     "cpu-vs-cuda": Case(BENCH, Input(benchmarks(device="cuda")), "differ in devices (baseline cpu; current cuda)"),
     "cpu-vs-cuda-checks": Case(
         RUN, Input(conformance(device="cuda")), "differ in devices (baseline cpu; current cuda)"

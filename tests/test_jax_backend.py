@@ -8,6 +8,7 @@ leaves alone, and what its prepared object says about compilation.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -100,7 +101,9 @@ def test_the_fast_path_reports_compile_seconds_per_phase(jax_backend_: JaxBacken
     net.synchronize()
     assert set(net.compile_seconds) == {"forward", "train_step"}
     assert net.setup_seconds > after_forward
-    assert set(net.benchmark_info) == {"xla_device", "compilation_cache", "compile_s_forward", "compile_s_train_step"}
+    info = net.benchmark_info
+    assert set(info) == {"xla_device", "compilation_cache", "compile_s_forward", "compile_s_train_step", "threads"}
+    assert info["threads"] == len(os.sched_getaffinity(0))  # XLA's CPU pool: one thread per CPU it may run on
 
 
 @needs_jax

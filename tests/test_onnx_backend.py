@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from backends.eager import EagerBackend
 from harness import SEED_SPEC, Capability, NetSpec, PluginError, SpecError, load_backends
@@ -257,6 +258,7 @@ def test_prepared_model_is_the_deployed_file_it_links(
     path = Path(info["artifact"])
     assert path == prepared.model_path and path.parent == model_file.parent and path != model_file
     assert info["model_bytes"] == path.stat().st_size > 0
+    assert info["threads"] == torch.get_num_threads()  # the session's intra-op threads, as it holds them
     model = onnx.load(str(path))
     assert [i.name for i in model.graph.input] == ["input"] and len(model.graph.output) == 1
     stored = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}

@@ -100,6 +100,16 @@ def test_the_f32_configuration_compiles_for_float32_accuracy() -> None:
 
 
 @needs_openvino
+def test_the_benchmarked_model_runs_on_torchs_threads_and_reports_them() -> None:
+    """Issue 28: the threads column showed torch's count for backends with their own pool."""
+    import torch
+
+    params = random_params(SEED_SPEC, np.random.default_rng(1), "float32")
+    net = OpenvinoF32Backend().prepare(SEED_SPEC, params, device="cpu", dtype="float32")
+    assert net.benchmark_info["threads"] == torch.get_num_threads() >= 1
+
+
+@needs_openvino
 def test_a_compiled_precision_other_than_the_declared_one_is_refused() -> None:
     f32 = OpenvinoF32Backend().properties
     model = openvino_backend.contract_model(SEED_SPEC, "logits")

@@ -53,6 +53,7 @@ def test_help_lists_options_with_defaults(pytester: pytest.Pytester) -> None:
             "*(default: all registered backends)*",
             "*--device=cpu|cuda*(default: cpu)*",
             "*--seed=INT*",
+            "*--clock=wall|cpu*",
             "*--strict-backends*",
             "*--crash-budget=K*after K crashes or timeouts of one backend*",
         ]
@@ -63,6 +64,31 @@ def test_unknown_backend_is_a_usage_error_listing_valid_names(pytester: pytest.P
     result = run(pytester, None, str(SHAPES), "--backend=nope")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: unknown backend 'nope' for --backend; valid names: all, eager*"])
+
+
+def test_a_clock_that_is_not_one_is_a_usage_error_naming_both(pytester: pytest.Pytester) -> None:
+    result = run(pytester, None, str(SHAPES), "--clock=sundial")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --clock='sundial' is not a clock; valid: wall, cpu *"])
+
+
+def test_the_cpu_clock_times_the_benchmarks_with_process_time(pytester: pytest.Pytester) -> None:
+    """pytest-benchmark is handed the process's CPU clock, and each record names it."""
+    pytester._monkeypatch.setenv("NETHARNESS_BENCH_SECONDS", "0.01")
+    pytester._monkeypatch.setenv("NETHARNESS_PEAK_GFLOPS", "10")
+    out = pytester.path / "bench.json"
+    bench = ROOT / "suites" / "bench_net.py"
+    result = run(
+        pytester, None, str(bench), "--clock=cpu", "--benchmark-enable", f"--benchmark-json={out}",
+        "-k", "forward and float32 and batch1", "-q",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    document = json.loads(out.read_text())
+    [record] = document["benchmarks"]
+    assert record["options"]["timer"] == "process_time"
+    assert record["extra_info"]["clock"] == "cpu" and document["machine_info"]["netharness_clock"] == "cpu"
+    assert record["extra_info"]["threads_source"] == "torch"  # eager reports none: torch's stand in
+    assert "paired_s" not in record["extra_info"]  # eager is the baseline: nothing to pair it with
 
 
 @pytest.mark.parametrize("option", ["--device=tpu", "--seed=-3", "--seed=x", "--backend="])

@@ -16,6 +16,7 @@ import base64
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import image
@@ -145,3 +146,60 @@ def test_six_backends_fit_1400_px_with_readable_plots_and_no_request(tmp_path: P
     png = target / "report-six-backends-1400px.png"
     png.write_bytes(base64.b64decode(shot["data"]))
     assert image.imread(png).shape[:2] == (HEIGHT, WIDTH)
+
+
+SPEED_TABLES = {"speedup-table", "precision-table", "latency-table", "throughput-table", "peak-table"}
+SPEED_LAYOUT = """JSON.stringify([...document.querySelectorAll('table.speed')].map(t => {
+    const lines = cell => {
+        const range = document.createRange();
+        range.selectNodeContents(cell);
+        return new Set([...range.getClientRects()].filter(b => b.width > 0).map(b => Math.round(b.top))).size;
+    };
+    const wrapped = [];
+    for (const row of t.querySelectorAll('tbody tr')) {
+        [...row.children].forEach((cell, index) => {
+            if (lines(cell) > 1) wrapped.push({column: index, text: cell.textContent.trim()});
+        });
+    }
+    return {id: t.id, right: t.getBoundingClientRect().right, rows: t.querySelectorAll('tbody tr').length,
+            wrapped: wrapped};
+}))"""
+
+
+def test_speed_tables_fit_1400_px_and_no_cell_wraps(tmp_path: Path, browser: DevTools) -> None:
+    """Issue 28: long stability sentences squeezed "device", "dtype", "phase" and "speedup" to a few
+    letters a line ("bfl / oat / 16"). With six backends, an unstable eager and a bfloat16 row, every
+    speed table fits the width, and no cell wraps: the first five columns and the numbers included."""
+    generator = _report_fixtures()
+    reduced = [
+        generator.benchmark(name, "forward", 64, generator.data(0.004 * factor, count=20), dtype="bfloat16")
+        for name, factor in (("eager", 1.0), ("mlx", 0.5))
+    ]
+    extra = tmp_path / "bench_bfloat16.json"
+    extra.write_text(generator.render(generator.benchmark_file("vm1", reduced)))
+    out = tmp_path / "out"
+    inputs = [FIXTURES / "bench_six.json", extra, FIXTURES / "conformance_six.jsonl"]
+    assert main(["report", *map(str, inputs), "--out", str(out)]) == 0
+
+    browser.load((out / "report.html").as_uri())
+    assert browser.problems() == []
+    tables = {table["id"]: table for table in json.loads(browser.evaluate(SPEED_LAYOUT))}
+    assert set(tables) == SPEED_TABLES, sorted(tables)
+    for name, table in tables.items():
+        assert table["rows"] > 0, name
+        assert table["right"] <= WIDTH, f"{name} is {table['right']:.0f} px wide"
+        first_five = [cell for cell in table["wrapped"] if cell["column"] < 5]
+        assert first_five == [], f"{name}: cells of the first five columns wrap: {first_five}"
+        assert table["wrapped"] == [], f"{name}: cells wrap: {table['wrapped']}"
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert 'title="eager baseline unstable: its rounds spread by' in html, "the reason went from the page"
+
+
+def _report_fixtures() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report_fixtures", FIXTURES / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

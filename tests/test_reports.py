@@ -141,16 +141,19 @@ def test_summary_has_one_line_per_backend_and_the_failures(full: Path) -> None:
     assert header.split(" | ")[1:6] == ["passed", "failed", "error", "skipped", "xfailed"]
     assert header.split(" | ")[6:] == [
         "under override",
-        "forward vs eager @64",
-        "train step vs eager @64",
+        "forward speedup vs eager @64",
+        "train step speedup vs eager @64",
         "worst headroom",
         "verdict |",
     ]
-    assert "| compile | 1 | 1 | 0 | 0 | 1 | 0 | 2.00× [" in "\n".join(lines)
+    assert "| compile | 1 | 1 | 0 | 0 | 1 | 0 | forward float32 2.00× [" in "\n".join(lines)  # each ratio names both
     eager = "| eager | 3 | 0 | 0 | 0 | 0 | 0 | 1 (baseline) | 1 (baseline) | 12.5 (forward float32-batch1) | conforms |"
     assert eager in lines
     numpy = next(line for line in lines if line.startswith("| numpy"))
-    assert numpy.startswith("| numpy | 2 | 0 | 1 | 1 | 0 | 0 | 0.500× [0.496, 0.504] | 0.500× [0.496, 0.504] |")
+    assert numpy.startswith(
+        "| numpy | 2 | 0 | 1 | 1 | 0 | 0 | forward float32 0.500× [0.496, 0.504]"
+        " | train step float32 0.500× [0.496, 0.504] |"
+    )
     assert numpy.endswith("| 50.0 (forward float32-batch1) | 1 failure |")
     compile_row = next(line for line in lines if line.startswith("| compile"))
     assert "1.25× [" in compile_row and compile_row.endswith("| 1 failure (1 known deviation) |")
@@ -193,7 +196,7 @@ def test_html_is_one_self_contained_file_with_every_section(full: Path) -> None:
         assert f'id="{table}"' in html
     for table in ("setup-table", "peak-table", "stability-table", "machines"):
         assert f'id="{table}"' in html
-    assert f"numpy.random.default_rng({BOOTSTRAP_SEED})" in html and "2000 times" in html
+    assert f"numpy.random.default_rng({BOOTSTRAP_SEED})" in html and "2000 resamples" in html
     assert "torch 2.13.0+cpu inductor" in html and "abc1234" in html  # versions and commit
 
 
@@ -231,7 +234,7 @@ def test_two_machines_merge_into_one_report(tmp_path: Path, capsys: pytest.Captu
     conformance = pd.read_csv(out / "conformance.csv")
     assert conformance.groupby("machine").size().to_dict() == {"vm1": 10, "vm2": 2}
     compile_row = next(line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| compile"))
-    assert "vm1/cpu: 2.00× [" in compile_row and "vm2/cpu: 2.50× [" in compile_row
+    assert "vm1/cpu: forward float32 2.00× [" in compile_row and "vm2/cpu: forward float32 2.50× [" in compile_row
     html = (out / "report.html").read_text()
     assert "eager (vm1)" in html and "eager (vm2)" in html  # matrix rows per machine
 

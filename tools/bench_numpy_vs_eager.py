@@ -1,4 +1,4 @@
-"""Time the numpy backend against PyTorch eager, in one process, and print the two ratios.
+"""Time the numpy backend against PyTorch eager, in one process, and print numpy's two speedups.
 
     .venv/bin/python tools/bench_numpy_vs_eager.py [--batch 64] [--rounds 30] [--repeats 10]
 
@@ -7,10 +7,11 @@ Eager is the ``backends.eager`` Net module called directly on a tensor already i
 backward, ``torch.optim.SGD.step``). numpy is ``NumpyBackend().prepare(...)``'s
 ``forward`` and ``train_step``. Both run float32 on the default seed spec (3x40x40, 10
 classes) with default thread settings. Rounds interleave the four workloads, alternating
-their order, after a warm-up; the figures are medians over all timed calls, and the ratio
-is numpy's median over eager's. The spread (25th-75th percentile) shows how noisy the
-machine was; on a busy machine the median of per-round ratios (each round's two medians
-are taken minutes apart at most) and the ratio of minimums are steadier.
+their order, after a warm-up; the figures are medians over all timed calls, and the speedup
+is eager's median over numpy's (above 1: numpy is faster), as everywhere in netharness.
+The spread (25th-75th percentile) shows how noisy the machine was; on a busy machine the
+median of per-round speedups (each round's two medians are taken minutes apart at most) and
+the ratio of minimums are steadier.
 """
 
 from __future__ import annotations
@@ -106,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:18s} median {med:7.3f} ms   (25%-75%: {q25:.3f}-{q75:.3f} ms, min {min(samples) * 1e3:.3f})")
     for what in ("forward", "train step"):
         mine, theirs = times[f"numpy {what}"], times[f"eager {what}"]
-        ratio = np.median(mine) / np.median(theirs)
-        paired = np.median(np.array(round_medians[f"numpy {what}"]) / np.array(round_medians[f"eager {what}"]))
+        speedup = np.median(theirs) / np.median(mine)
+        paired = np.median(np.array(round_medians[f"eager {what}"]) / np.array(round_medians[f"numpy {what}"]))
         print(
-            f"ratio numpy/eager {what}: {ratio:.2f}x"
-            f"   (median of per-round ratios {paired:.2f}x, ratio of minimums {min(mine) / min(theirs):.2f}x)"
+            f"numpy's speedup over eager, {what}: {speedup:.2f}x (eager's time / numpy's; above 1: faster)"
+            f"   (median of per-round speedups {paired:.2f}x, ratio of minimums {min(theirs) / min(mine):.2f}x)"
         )
     return 0
 

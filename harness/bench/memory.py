@@ -16,6 +16,7 @@ import numpy as np
 
 from harness.bench.fastpath import BENCH_LOSS, BENCH_LR, ContractPath, fast_path_adapters
 from harness.contract.backend import PHASES, Backend, Capability, supports
+from harness.net.precision import PRECISIONS
 from harness.net.spec import NetSpec
 
 MEMORY_TIMEOUT_S = 600
@@ -78,7 +79,11 @@ def memory_child(argv: list[str]) -> int:
     for batch in map(int, batches):
         for phase in PHASES:
             if phase == "forward" or supports(backend, Capability.TRAIN_STEP):
-                results[f"{phase}/{batch}"] = one_round_peak(backend, phase, batch, device, dtype)
+                try:
+                    results[f"{phase}/{batch}"] = one_round_peak(backend, phase, batch, device, dtype)
+                except Exception as exc:  # noqa: BLE001 - the backend's failure is this entry's reason, not the child's end
+                    why = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                    results[f"{phase}/{batch}"] = (None, f"not measured: the measured round raised {why}")
     print(MEMORY_MARK + json.dumps(results), flush=True)
     return 0
 
@@ -94,9 +99,13 @@ def one_round_peak(backend: Backend, phase: str, batch: int, device: str, dtype:
     rng = np.random.default_rng([batch, 2024])
     shape = (batch, spec.in_channels, spec.height, spec.width)
 
+    precision = PRECISIONS[dtype]
+
     def round_on(net: Any) -> None:
         to_device, _, sync = fast_path_adapters(net)
-        x = to_device(rng.standard_normal(shape, dtype=np.dtype(dtype)))  # no float64 temporary
+        # In the contract's storage dtype (float32 for bfloat16, float16 and tf32), rounded to the precision
+        # as every input the backend is given: no float64 temporary.
+        x = to_device(precision.round(rng.standard_normal(shape, dtype=np.dtype(precision.storage))))
         if phase == "forward":
             net.forward(x)
         else:
@@ -120,7 +129,7 @@ def one_round_peak(backend: Backend, phase: str, batch: int, device: str, dtype:
     if device == "cuda":
         import torch
 
-        if not isinstance(fast_path_adapters(net)[0](np.zeros(1, dtype=dtype)), torch.Tensor):
+        if not isinstance(fast_path_adapters(net)[0](np.zeros(1, dtype=precision.storage)), torch.Tensor):
             return None, "not measured: its inputs on cuda are not torch tensors, so torch.cuda's counters miss it"
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

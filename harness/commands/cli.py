@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default: cpu)")
     run.add_argument("--seed", default=0, type=_seed, metavar="INT", help="seed, 0 to 2**63 - 1 (default: 0)")
     run.add_argument("--quick", action="store_true", help="a short smoke run")
+    run.add_argument(
+        "--clock",
+        default="wall",
+        choices=("wall", "cpu"),
+        help="what the benchmarks time: wall (elapsed) or cpu (the benchmark process's CPU time, every thread"
+        " summed; steadier on a busy machine); recorded in each benchmark (default: wall)",
+    )
     run.add_argument("--strict-backends", action="store_true", help="fail on unavailable backends")
     run.add_argument(
         "--force",

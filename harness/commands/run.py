@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from harness.bench.finished import FINISHED_SUFFIX, finished_benchmarks
-from harness.bench.settings import PEAK_ENV, PRECISIONS_ENV
+from harness.bench.settings import PEAK_ENV, PRECISIONS_ENV, SINGLE_THREAD_ENV, single_thread_environment
 from harness.budget import CrashBudget, not_run_record
 from harness.commands import outdir
 from harness.contract.devices import check_device
@@ -44,6 +45,15 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
         raise UsageError(f"no backend to run: every selected plugin failed to load: {causes}")
     check_device(args.device)
     outdir.claim(out, force=getattr(args, "force", False))
+    if args.clock == "cpu":
+        how = (
+            "on one intra-op thread" if single_thread_environment(dict(os.environ)) else "on the threads the shell set"
+        )
+        print(
+            f"netharness: --clock=cpu: the benchmarks run {how} (set {SINGLE_THREAD_ENV[0]} to choose): the CPU time"
+            " of several threads is coarse and counts their spin-waits",
+            flush=True,
+        )
     with outdir.output_lock(out), terminate_as_interrupt():
         had_previous = outdir.set_aside_last_report(out)
         conformance, checks = out / "conformance.jsonl", out / "benchmark-checks.jsonl"
@@ -148,6 +158,7 @@ def run_steps(
                         f"--benchmark-json={parts / f'bench-{name}.json'}",
                         "--benchmark-save-data",
                         "--benchmark-columns=median,iqr,rounds",
+                        f"--clock={args.clock}",
                         "-q",
                         *(["-k", "not batch256"] if args.quick else []),
                     ]
@@ -155,6 +166,8 @@ def run_steps(
                     step_env[PEAK_ENV] = peak_once()
                     if args.quick:
                         step_env[PRECISIONS_ENV] = "float32,bfloat16"
+                    if args.clock == "cpu":
+                        step_env.update(single_thread_environment(dict(os.environ)))
                 outcome = run_step(
                     [*pytest_args, *common, f"--backend={name}"],
                     results,

@@ -57,7 +57,10 @@ an object that holds its own copy of the parameters, so the benchmarks time stea
   host; without it, ``numpy.asarray`` is used;
 - ``parameters() -> dict[str, numpy.ndarray]`` (needed with ``train_step``): the object's
   current parameters, canonical names and layouts;
-- ``setup_seconds`` and ``setup_kind`` (optional): compile or export time, and which.
+- ``setup_seconds`` and ``setup_kind`` (optional): compile or export time, and which;
+- ``benchmark_info`` (optional): a dict stored in each benchmark record; its ``threads``, a
+  positive int, is the intra-op threads the object runs on (added with issue 28: without it,
+  torch's thread count stands in, and the record says so in ``threads_source``).
 
 The fast path is what the benchmarks time, so the suite checks it too: ``prepared_forward``
 compares ``forward(x)`` with the oracle at every batch the benchmarks time, and

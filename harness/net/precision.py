@@ -53,7 +53,9 @@ class Precision:
 
     def round(self, array: np.ndarray) -> np.ndarray:
         """``array`` rounded to nearest-even in this precision, in the storage dtype."""
-        values = np.asarray(array, dtype=np.float64)
+        values = np.asarray(array)
+        if values.dtype != np.float32:  # float32 converts to float32 storage exactly: no float64 copy
+            values = values.astype(np.float64)
         stored = values.astype(self.storage)
         if self.name == "float16":
             with np.errstate(over="ignore"):  # beyond 65504 is inf in float16, as it should be

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from harness.bench.finished import BenchmarkKeeper
-from harness.bench.settings import check_environment
+from harness.bench.settings import CLOCK_TIMERS, SINGLE_THREAD_ENV, check_clock, check_environment
 from harness.budget import DEFAULT_CRASH_BUDGET
 from harness.childprocess import (
     COLLECTED_OPTION,
@@ -38,13 +38,13 @@ from harness.pytest_plugin import isolation, outcomes
 from harness.pytest_plugin.budget import BudgetKeeper
 from harness.pytest_plugin.recorder import ResultsRecorder, raised_at
 from harness.pytest_plugin.state import DEFAULT_RESULTS, STATE_KEY, HarnessState, harness_state
-from harness.results import META
+from harness.results import DEFAULT_CLOCK, META
 
 RECORDER_KEY = pytest.StashKey[ResultsRecorder]()
 BUDGET_KEY = pytest.StashKey[BudgetKeeper]()
 PEAK_KEY = pytest.StashKey[float]()
 
-__all__ = ["Checker", "harness_state"]
+__all__ = ["Checker", "benchmark_clock", "harness_state"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,6 +58,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--device", default="cpu", metavar="cpu|cuda", help="device to run backends on (default: cpu)")
     group.addoption("--seed", default="0", metavar="INT", help="seed for every random input and parameter (default: 0)")
+    group.addoption(
+        "--clock",
+        default=DEFAULT_CLOCK,
+        metavar="wall|cpu",
+        help="what the benchmarks time: wall (elapsed) or cpu (the process's CPU time, every thread summed;"
+        f" steadier on a busy machine); recorded in each benchmark (default: {DEFAULT_CLOCK})",
+    )
     group.addoption(
         "--strict-backends",
         action="store_true",
@@ -99,7 +106,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _options_given(config: pytest.Config) -> bool:
     """Whether the command line asked for netharness (so the header is worth building)."""
-    defaults = {"backend": [], "device": "cpu", "seed": "0", "strict_backends": False}
+    defaults = {"backend": [], "device": "cpu", "seed": "0", "strict_backends": False, "clock": DEFAULT_CLOCK}
     defaults["crash_budget"] = str(DEFAULT_CRASH_BUDGET)
     defaults["conformance_results"] = DEFAULT_RESULTS
     return any(config.getoption(name) != default for name, default in defaults.items())
@@ -115,6 +122,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _spare_benchmark_storage(config.option)
     if config.option.help or getattr(config.option, "version", False):
         return
+    _time_with_clock(config)
     honour_stop_requests()
     keeper = config.stash[BUDGET_KEY] = BudgetKeeper(config)
     config.pluginmanager.register(keeper, "netharness-crash-budget")
@@ -128,6 +136,30 @@ def pytest_configure(config: pytest.Config) -> None:
         except UsageError as error:
             raise pytest.UsageError(str(error)) from None
         harness_state(config)  # a bad option is a usage error before anything runs
+
+
+def _time_with_clock(config: pytest.Config) -> None:
+    """Check ``--clock`` and hand pytest-benchmark its timer (before its own configure reads the option).
+
+    ``--clock=wall`` (the default) leaves ``--benchmark-timer`` as it is, so a project that
+    times with its own timer keeps it; :func:`benchmark_clock` then names that timer.
+    """
+    try:
+        clock = check_clock(config.getoption("clock"))
+    except UsageError as error:
+        raise pytest.UsageError(str(error)) from None
+    timer = getattr(config.option, "benchmark_timer", None)
+    if clock == DEFAULT_CLOCK or timer is None:  # timer None: pytest-benchmark is not loaded, nothing is timed
+        return
+    if timer not in (CLOCK_TIMERS[clock], CLOCK_TIMERS[DEFAULT_CLOCK]):
+        raise pytest.UsageError(f"--clock={clock} and --benchmark-timer={timer} disagree; give one of them")
+    config.option.benchmark_timer = CLOCK_TIMERS[clock]
+
+
+def benchmark_clock(config: pytest.Config) -> str:
+    """The clock pytest-benchmark times with: ``wall``, ``cpu``, or the dotted name of another timer."""
+    timer = str(getattr(config.option, "benchmark_timer", None) or CLOCK_TIMERS[DEFAULT_CLOCK])
+    return next((clock for clock, name in CLOCK_TIMERS.items() if name == timer), timer)
 
 
 def _spare_benchmark_storage(option: Any) -> None:
@@ -149,6 +181,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if state is None:
         return []
     lines = [f"netharness: seed={state.seed} device={state.device} results={state.results_path}"]
+    if benchmark_clock(config) == "cpu":
+        from harness.bench.machine import thread_count
+
+        threads = thread_count()
+        if threads > 1:
+            lines.append(
+                f"netharness: WARNING: --clock=cpu on {threads} intra-op threads: the CPU time of several threads"
+                " is only as fine as the scheduler's tick, and threads waiting for a preempted peer spin, which counts"
+                f" as work; set {SINGLE_THREAD_ENV[0]}=1 (netharness run does) for a fine and steady CPU clock"
+            )
     for name in state.selected:
         backend, availability = state.backend(name), state.availability(name)
         status = "available" if availability.available else f"UNAVAILABLE: {availability.reason}"
@@ -235,11 +277,13 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     if STATE_KEY not in config.stash:
         return
     from harness.bench.machine import device_info, thread_count
-    from harness.results import git_commit
+    from harness.results import BENCHMARK_FORMAT, git_commit
 
     machine_info.update(device_info(harness_state(config).device))
     machine_info["netharness_peak_gflops"] = machine_peak_gflops(config)
     machine_info["netharness_threads"] = thread_count()
+    machine_info["netharness_clock"] = benchmark_clock(config)
+    machine_info["netharness_format"] = BENCHMARK_FORMAT
     machine_info["netharness_commit"] = git_commit()
 
 
