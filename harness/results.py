@@ -195,9 +195,13 @@ class ResultsWriter:
             self._file = None
 
 
+TORN_SUFFIX = ".torn"
+REJECTED_SUFFIX = ".rejected"
+QUARANTINES = (TORN_SUFFIX, REJECTED_SUFFIX)
+"""Beside a results file: the lines set aside from it (cut off mid-write; not written by the recorder)."""
+
 SEAL = "seal"
 """The key of a record's seal: an HMAC of the rest of the record under the run's key."""
-REJECTED_SUFFIX = ".rejected"
 
 
 def _seal_of(record: dict[str, Any], key: bytes) -> str:
@@ -319,9 +323,6 @@ def append_records(path: Path, records: list[dict[str, Any]], key: bytes | None 
         file.write("".join(json.dumps(record, default=_jsonable, allow_nan=True) + "\n" for record in records))
         file.flush()
         os.fsync(file.fileno())
-
-
-TORN_SUFFIX = ".torn"
 
 
 def quarantine_torn_tail(path: Path) -> str:

@@ -236,3 +236,78 @@ def test_a_crash_in_a_benchmark_step_keeps_the_timings_that_finished_before_it(
     assert timed == ["1", "2", "4", "5"], timed  # 1 and 2 from the crashed process, 4 and 5 from its resumption
     assert all(len(b["stats"]["data"]) == 3 for b in merged["benchmarks"])
     assert not list(tmp_path.glob("*.finished.jsonl"))
+
+
+LINGERING = """
+import json, os, subprocess, sys, time
+from harness import Availability, Capability, hookimpl, oracle
+
+FORGER = '''
+import json, os, sys, time
+signals, results = sys.argv[1], sys.argv[2]
+while not os.path.exists(os.path.join(signals, "second-started")):
+    time.sleep(0.05)
+with open(results, "a") as file:  # after its own step ended: no step's check sees it
+    file.write(json.dumps({"kind": "check", "backend": "first", "outcome": "passed", "test_id": "forged"}) + "\\\\n")
+open(os.path.join(signals, "forged"), "w").close()
+'''
+
+class Oracle:
+    capabilities = frozenset({Capability.FORWARD})
+    devices = ("cpu",)
+    dtypes = ("float32", "float64")
+    version = "1"
+
+    def __init__(self, name):
+        self.name = name
+
+    def availability(self):
+        return Availability.ok()
+
+    def forward(self, spec, params, x, *, device, dtype):
+        signals = os.environ["SIGNALS"]
+        if self.name == "first" and not os.path.exists(os.path.join(signals, "spawned")):
+            open(os.path.join(signals, "spawned"), "w").close()
+            results = os.path.join(os.environ["OUT"], "conformance.jsonl")
+            subprocess.Popen([sys.executable, "-c", FORGER, signals, results], start_new_session=True)
+        benchmarking = any(arg.endswith("bench_net.py") and not arg.startswith("-") for arg in sys.argv)
+        if self.name == "second" and benchmarking and not os.path.exists(os.path.join(signals, "forged")):
+            open(os.path.join(signals, "second-started"), "w").close()  # hold it until the line is forged
+            deadline = time.monotonic() + 120
+            while not os.path.exists(os.path.join(signals, "forged")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return oracle.forward(spec, params, x).astype(dtype)
+
+@hookimpl
+def harness_backends():
+    return [Oracle("first"), Oracle("second")]
+"""
+
+
+def test_a_record_written_from_outside_every_step_is_rejected_at_the_run_s_end(
+    tmp_path: Path, fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process the first backend left running writes a forged conformance record during the
+    second backend's benchmark step: no step's own check covers the conformance file then, the
+    run's final one does."""
+    import subprocess
+    import sys
+
+    install_plugin(fake_site, "lingering", "lingering_plugin", LINGERING)
+    signals, out = tmp_path / "signals", tmp_path / "out"
+    signals.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(fake_site), os.environ.get("PYTHONPATH", "")]),
+        "NETHARNESS_DISABLE_PLUGINS": ",".join(BUILTIN_PLUGINS),
+        "SIGNALS": str(signals),
+        "OUT": str(out),
+    }
+    netharness = Path(sys.executable).with_name("netharness")
+    command = [str(netharness), "run", "--quick", "--backend=first,second", f"--out={out}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert (signals / "forged").exists(), done.stdout + done.stderr
+    assert '"test_id": "forged"' in (out / "conformance.jsonl.rejected").read_text()
+    records = [json.loads(line) for line in (out / "conformance.jsonl").read_text().splitlines()]
+    assert all(r.get("test_id") != "forged" for r in records)
+    assert "not written by the harness's recorder" in done.stderr

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.results import LOCK, MANIFEST, PARTS, PREVIOUS
+from harness.results import LOCK, MANIFEST, PARTS, PREVIOUS, QUARANTINES
 
 OUTPUTS = (
     "conformance.jsonl",
@@ -33,8 +33,10 @@ OUTPUTS = (
     "summary.md",
     "artifacts",
     "plots",
+    *(f"{results}{suffix}" for results in ("conformance.jsonl", "benchmark-checks.jsonl") for suffix in QUARANTINES),
 )
-"""What one run writes into its folder (the report's files and the results it was built from)."""
+"""What one run writes into its folder (the report's files, the results it was built from, and
+the lines set aside from those: cut off mid-write, or not written by the harness's recorder)."""
 OWNED = (*OUTPUTS, PREVIOUS, PARTS)
 """Every entry a run may replace or remove, and then only where the manifest says a run wrote it."""
 

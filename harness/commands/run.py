@@ -17,6 +17,7 @@ import argparse
 import functools
 import json
 import os
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -24,11 +25,19 @@ from pathlib import Path
 from harness.bench.finished import FINISHED_SUFFIX, finished_benchmarks
 from harness.bench.settings import PEAK_ENV, PRECISIONS_ENV, SINGLE_THREAD_ENV, single_thread_environment
 from harness.budget import CrashBudget, not_run_record
+from harness.childprocess import RECORD_KEY_BYTES
 from harness.commands import outdir
 from harness.contract.devices import check_device
 from harness.contract.manager import load_backends
 from harness.errors import UsageError
-from harness.results import append_record, git_commit, machine_info, run_end_record, run_start_record
+from harness.results import (
+    append_record,
+    git_commit,
+    machine_info,
+    reject_unsealed,
+    run_end_record,
+    run_start_record,
+)
 from harness.running.supervisor import EXIT_INTERRUPTED, StepOutcome, run_step, terminate_as_interrupt
 
 Steps = list[tuple[str, str, StepOutcome]]
@@ -58,6 +67,7 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
         had_previous = outdir.set_aside_last_report(out)
         conformance, checks = out / "conformance.jsonl", out / "benchmark-checks.jsonl"
         describe = {n: {"version": registry.backends[n].version} for n in selected}
+        key = secrets.token_bytes(RECORD_KEY_BYTES)  # seals every record of the run: nothing else stays in its files
         for path in (conformance, checks):
             append_record(
                 path,
@@ -68,12 +78,13 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
                     plugin_failures=[str(f) for f in registry.failures],
                     commit=git_commit(),
                 ),
+                key,
             )
         parts = out / outdir.PARTS
         shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir()
         budget = CrashBudget(args.crash_budget)
-        steps, interrupted = run_steps(args, selected, suites, out, parts, budget)
+        steps, interrupted = run_steps(args, selected, suites, out, parts, budget, key)
         step_files = {p.with_name(p.name.removesuffix(FINISHED_SUFFIX)) for p in parts.glob("bench-*")}
         merge_benchmarks(sorted(step_files), out / "benchmarks.json")
         shutil.rmtree(parts, ignore_errors=True)
@@ -92,7 +103,9 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
                     stopped_backends=budget.stopped(),
                     problems=problems,
                 ),
+                key,
             )
+            reject_unsealed(path, 0, key)  # a line written from outside any step (a process a backend left running)
         total = 2 * len(selected) + 1
         print(f"netharness [{total}/{total}] report", flush=True)
         from reports.commands import report_from
@@ -119,7 +132,13 @@ def run_main_job(args: argparse.Namespace, out: Path, suites: Path) -> int:
 
 
 def run_steps(
-    args: argparse.Namespace, selected: list[str], suites: Path, out: Path, parts: Path, budget: CrashBudget
+    args: argparse.Namespace,
+    selected: list[str],
+    suites: Path,
+    out: Path,
+    parts: Path,
+    budget: CrashBudget,
+    key: bytes,
 ) -> tuple[Steps, bool]:
     """Conformance, then benchmarks, of each selected backend, each step a supervised pytest process.
 
@@ -145,7 +164,7 @@ def run_steps(
                 if budget.spent(name):
                     print(f"netharness [{number}/{total}] {title}: {name}: not run", flush=True)
                     tests = suites if title == "conformance" else suites / "bench_net.py"
-                    record_step_not_run(title, name, results, tests, budget, args)
+                    record_step_not_run(title, name, results, tests, budget, args, key)
                     continue
                 print(f"netharness [{number}/{total}] {title}: {name}", flush=True)
                 if title == "conformance":
@@ -175,6 +194,7 @@ def run_steps(
                     seed=args.seed,
                     device=args.device,
                     budget=budget,
+                    key=key,
                 )
                 steps.append((title, name, outcome))
                 if outcome.interrupted:
@@ -191,13 +211,13 @@ STEP_CHECKS = {"conformance": "conformance", "benchmarks": "benchmark"}
 
 
 def record_step_not_run(
-    title: str, name: str, results: Path, tests: Path, budget: CrashBudget, args: argparse.Namespace
+    title: str, name: str, results: Path, tests: Path, budget: CrashBudget, args: argparse.Namespace, key: bytes
 ) -> None:
     """One ``not_run`` record for a step not started because the backend's budget is spent (its
     tests were never collected, so they cannot be named one by one)."""
     test = {"test_id": str(tests), "backend": name, "check": STEP_CHECKS[title], "config": f"the whole {title} step"}
     reason = f"{budget.reason(name)}; the {title} step was not started"
-    append_record(results, not_run_record(test, reason, seed=args.seed, device=args.device))
+    append_record(results, not_run_record(test, reason, seed=args.seed, device=args.device), key)
     print(f"netharness: STOPPED: {reason}", flush=True)
 
 
