@@ -7,13 +7,13 @@ non-zero; a bug still shows its traceback.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.budget import DEFAULT_CRASH_BUDGET
+from harness.commands.argtypes import positive_int, positive_seconds
 from harness.commands.history import add_history_command, add_history_option
 from harness.contract.backend import describe_capabilities
 from harness.contract.manager import load_backends
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--crash-budget",
         default=DEFAULT_CRASH_BUDGET,
-        type=_positive_int,
+        type=positive_int,
         metavar="K",
         help="after K crashes or timeouts of one backend in the run, record its remaining tests as not run"
         f" (default: {DEFAULT_CRASH_BUDGET})",
@@ -208,11 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fidelity.add_argument("--backend", default="eager", metavar="NAME", help="backend (default: eager)")
     fidelity.add_argument("--phase", default="forward", choices=("forward", "train_step"), help="(default: forward)")
-    fidelity.add_argument("--batch", default=64, type=_positive_int, metavar="N", help="batch size (default: 64)")
+    fidelity.add_argument("--batch", default=64, type=positive_int, metavar="N", help="batch size (default: 64)")
     fidelity.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default: cpu)")
-    fidelity.add_argument("--trials", default=3, type=_positive_int, metavar="N", help="alternations (default: 3)")
+    fidelity.add_argument("--trials", default=3, type=positive_int, metavar="N", help="alternations (default: 3)")
     fidelity.add_argument(
-        "--seconds", default=1.0, type=_seconds, metavar="S", help="time per measurement, positive (default: 1)"
+        "--seconds", default=1.0, type=positive_seconds, metavar="S", help="time per measurement, positive (default: 1)"
     )
     fidelity.set_defaults(func=cmd_fidelity)
     add_commands(sub)
@@ -227,16 +227,6 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     return run_fidelity(args.backend, args.phase, args.batch, args.device, args.trials, args.seconds)
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
-
-
 def _seed(value: str) -> int:
     from harness.contract.seeds import check_seed
 
@@ -244,26 +234,6 @@ def _seed(value: str) -> int:
         return check_seed(value)
     except UsageError as error:
         raise argparse.ArgumentTypeError(str(error).removeprefix("--seed must be ")) from None
-
-
-def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not (math.isfinite(number) and number > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {value!r}")
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}")
-    return number
 
 
 def main(argv: Sequence[str] | None = None) -> int:

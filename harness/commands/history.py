@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.commands.argtypes import positive_number, probability
 from harness.errors import UsageError
 from harness.history.settings import ALPHA, DEFAULT_MIN_CHANGE, DEFAULT_MIN_HEADROOM_CHANGE, HISTORY_ENV
 
@@ -65,18 +66,18 @@ def add_history_command(subparsers: Any) -> None:
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--alpha", type=_probability, default=ALPHA, metavar="P", help=f"significance of a step (default: {ALPHA})"
+        "--alpha", type=probability, default=ALPHA, metavar="P", help=f"significance of a step (default: {ALPHA})"
     )
     parser.add_argument(
         "--min-change",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_MIN_CHANGE,
         metavar="FRACTION",
         help=f"smallest timing step reported, as a fraction (default: {DEFAULT_MIN_CHANGE})",
     )
     parser.add_argument(
         "--min-headroom-change",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_MIN_HEADROOM_CHANGE,
         metavar="FRACTION",
         help=f"smallest headroom step reported (default: {DEFAULT_MIN_HEADROOM_CHANGE}: a factor of 2)",
@@ -296,23 +297,3 @@ def _git_state(dirty: bool | None, branch: str) -> tuple[bool | None, str]:
     if not branch:
         branch = (git("rev-parse", "--abbrev-ref", "HEAD") or "").strip()
     return dirty, branch
-
-
-def _probability(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not 0 < number < 1:
-        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {value!r}")
-    return number
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return number
