@@ -9,29 +9,18 @@ A second table shows that each ``--allow-...`` flag lets exactly its own differe
 from __future__ import annotations
 
 import copy
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from harness.commands.cli import main
+from tests.fixtures.reports import generate as G
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reports"
 REFUSED = 2
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("report_fixtures", FIXTURES / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-G = _generator()
 Records = list[dict[str, Any]]
 
 

@@ -8,10 +8,8 @@ timed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -21,21 +19,10 @@ from reports.load import load_results
 from reports.stability import instability
 from reports.stats import paired_speedup_interval, speedup_frame, speedup_interval
 from reports.tables import benchmark_frame, pooled
+from tests.fixtures.reports import generate as G
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reports"
 SEED = 28
 print(f"test_paired_speedup: seed {SEED}")
-
-
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("report_fixtures", FIXTURES / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-G = _generator()
 
 
 def loaded_rounds(rounds: int = 60) -> tuple[np.ndarray, np.ndarray]:

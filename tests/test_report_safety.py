@@ -18,12 +18,10 @@ the report is written by the real command. Then:
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -32,8 +30,7 @@ from markupsafe import escape
 from harness.commands.cli import main
 from reports.escaping import FORMULA_STARTS, csv_cell, markdown_code, markdown_text, plot_text
 from reports.template import TEMPLATE
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reports"
+from tests.fixtures.reports import generate as G
 
 PAYLOADS = {
     "script": "<script>alert(1)</script>",
@@ -57,17 +54,6 @@ DANGEROUS_TAGS = {"script", "img", "iframe", "frame", "object", "embed", "link",
 REFERENCES = {"href", "xlink:href", "src", "action", "formaction", "data", "srcdoc"}
 OWN_LINK = re.compile(r"#[\w-]+|artifacts(/[A-Za-z0-9][A-Za-z0-9._-]*)+")
 """The only links the report writes: to a place in the page, or to an exported model beside it."""
-
-
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("report_fixtures", FIXTURES / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-G = _generator()
 
 
 def hostile_conformance(payload: str) -> list[dict[str, Any]]:

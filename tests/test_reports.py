@@ -7,7 +7,6 @@ and 1.25x (train step) faster, numpy takes exactly twice eager's time, round for
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
@@ -15,7 +14,6 @@ import re
 import shutil
 import statistics
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -26,6 +24,7 @@ from reports import atomic
 from reports.load import load_results
 from reports.stats import BOOTSTRAP_SEED, speedup_frame, speedup_interval
 from reports.tables import CONFORMANCE_COLUMNS, RESULTS_COLUMNS, benchmark_frame, pooled
+from tests.fixtures.reports import generate as G
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reports"
 BENCH_VM1 = FIXTURES / "bench_vm1.json"
@@ -33,14 +32,6 @@ BENCH_VM2 = FIXTURES / "bench_vm2.json"
 CONFORMANCE = FIXTURES / "conformance_vm1.jsonl"
 PARTIAL = FIXTURES / "conformance_partial.jsonl"
 COMPARE = FIXTURES / "compare"
-
-
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("report_fixtures", FIXTURES / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def report(tmp_path: Path, *inputs: Path | str, capsys: pytest.CaptureFixture[str] | None = None) -> Path:
@@ -58,7 +49,7 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_fixtures_are_what_generate_py_writes() -> None:
-    for name, text in _generator().fixtures().items():
+    for name, text in G.fixtures().items():
         assert (FIXTURES / name).read_text(encoding="utf-8") == text, f"rerun generate.py: {name} is stale"
 
 

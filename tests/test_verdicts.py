@@ -130,7 +130,6 @@ def test_a_crash_under_xdist_is_recorded_as_crashed(tmp_path: Path, fake_site: P
     assert {r["backend"] for r in recorded.values() if r["outcome"] == "crashed"} == {"bad"}
 
 
-
 def test_when_xdist_gives_up_every_test_without_an_outcome_is_not_run(tmp_path: Path, fake_site: Path) -> None:
     """xdist's "maximum crashed workers reached" ends the session early; the tests it never
     ran are recorded not_run (the run is partial), not left out of a run that reads as complete."""
