@@ -1,7 +1,8 @@
 """The self-contained ``report.html``: the verdicts first, then the matrix, then the numbers.
 
 Nothing in the page refers to another file or URL except the exported models beside it
-(``artifacts/...``, relative, so the folder can be zipped or moved), and a
+(``artifacts/...``) and, once the run is in a history, its trend page (``history/history.html``,
+:func:`link_trend_page`); both relative, so the folder can be zipped or moved. A
 Content-Security-Policy of ``default-src 'none'`` stops the browser fetching anything at all.
 Nothing from the results is markup: the template is autoescaped, every table is plain data
 rendered by one macro (:mod:`reports.htmltable`), and the figures' text is escaped by
@@ -11,6 +12,8 @@ and the page has no script.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -18,6 +21,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from reports import htmltable, plots
+from reports.atomic import write_file
 from reports.matrix import DEVIATION_MARK, OVERRIDE_MARK, build_matrix
 from reports.model import ReportData
 from reports.numbers import quantity, sig
@@ -27,13 +31,29 @@ from reports.template import CSP, CSS, TEMPLATE
 from reports.verdicts import VERDICT_BATCH, Verdict, causes, failures, other_skips, verdicts
 
 MAX_FAILURES = 50
+HISTORY_MARK = "<!-- netharness: the trend page's link -->"
+"""Where the header gets its link to the trend page, once the run is in a history (written after the report)."""
 
 
 def render_html(data: ReportData, links: dict[str, str] | None = None) -> str:
     """The page; ``links`` maps each recorded artifact path to its link inside the report folder."""
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = environment.from_string(TEMPLATE)
-    return template.render(css=Markup(CSS), csp=CSP, **_context(data, links or {}))
+    return template.render(css=Markup(CSS), csp=CSP, history_mark=Markup(HISTORY_MARK), **_context(data, links or {}))
+
+
+def link_trend_page(report: Path, page: Path) -> bool:
+    """Give ``report``'s header a relative link to the trend ``page``; False if the report has no place for one."""
+    try:
+        text = report.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    if HISTORY_MARK not in text:
+        return False
+    href = Path(os.path.relpath(page, report.parent)).as_posix()
+    link = Markup(' &middot; <a id="history-link" href="{}">trends across commits</a>').format(href)
+    write_file(report, text.replace(HISTORY_MARK, str(link), 1))
+    return True
 
 
 def _context(data: ReportData, links: dict[str, str]) -> dict[str, Any]:

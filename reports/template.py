@@ -90,7 +90,8 @@ TEMPLATE = """<!DOCTYPE html>
 <h1>netharness report</h1>
 <p class="meta">Machines: {{ machines | join(", ") or "none" }} &middot; commit{{ "s" if commits | length > 1 }}:
 {{ commits | join(", ") or "unknown" }} &middot; inputs: {{ inputs | length }} file{{ "s" if inputs | length != 1 }}
-{%- if clocks %} &middot; <span id="clock">benchmarks timed on the {{ clocks | join(", ") }} clock</span>{% endif %}</p>
+{%- if clocks %} &middot; <span id="clock">benchmarks timed on the {{ clocks | join(", ") }} clock</span>{% endif %}
+{{- history_mark }}</p>
 {% if partial_reasons %}
 <div class="banner partial" id="partial-banner" role="alert">PARTIAL RUN: at least one conformance run did not finish,
 so some checks are missing. Every record present is reported.

@@ -35,7 +35,9 @@ figure.trend { display: inline-block; margin: 0.4em 0.6em 0.8em 0; vertical-alig
 </head>
 <body>
 <h1>netharness history</h1>
-<p class="meta">History: {{ source }} &middot; {{ series_count }} series &middot; {{ machines | join(", ") }}</p>
+<p class="meta">History: {{ source }} &middot; {{ series_count }} series &middot; {{ machines | join(", ") }}
+{%- if run_report %} &middot; written after <a id="run-report" href="{{ run_report }}">this run's report</a>
+{%- endif %}</p>
 <section id="regressions">
 <h2>Open regressions</h2>
 {% if open %}
@@ -60,14 +62,15 @@ figure.trend { display: inline-block; margin: 0.4em 0.6em 0.8em 0; vertical-alig
 """
 
 
-def write_trend_page(analysed: list[Analysed], out: Path, *, source: str) -> Path:
+def write_trend_page(analysed: list[Analysed], out: Path, *, source: str, run_report: Path | None = None) -> Path:
+    """``out/history.html``; ``run_report``: the report of the run it was written after, linked relatively."""
     out.mkdir(parents=True, exist_ok=True)
     page = out / "history.html"
-    write_file(page, render_trend_page(analysed, out, source=source))
+    write_file(page, render_trend_page(analysed, out, source=source, run_report=run_report))
     return page
 
 
-def render_trend_page(analysed: list[Analysed], out: Path, *, source: str) -> str:
+def render_trend_page(analysed: list[Analysed], out: Path, *, source: str, run_report: Path | None = None) -> str:
     by_backend: dict[str, list[dict[str, Any]]] = defaultdict(list)
     open_rows = []
     ordered = sorted(analysed, key=lambda a: (a.series.backend, a.series.kind, a.series.label, a.series.node))
@@ -107,6 +110,7 @@ def render_trend_page(analysed: list[Analysed], out: Path, *, source: str) -> st
         csp=CSP,
         css=Markup(CSS),
         source=source,
+        run_report=Path(os.path.relpath(run_report, out)).as_posix() if run_report is not None else "",
         series_count=len(analysed),
         machines=sorted({f"{a.series.node} [{a.series.fingerprint[:8]}]" for a in analysed}),
         open=open_rows,

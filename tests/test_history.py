@@ -273,3 +273,24 @@ def test_a_run_appended_while_the_series_are_read_is_left_out(tmp_path: Path) ->
         engine.dispose()
     assert len(found) == 4
     assert all(one.commits == ["c00", "c01", "c02"] for one in found), [one.commits for one in found]
+
+
+def test_a_run_s_report_and_the_trend_page_link_each_other_relatively(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a run is added to the history, its folder holds the trend page, and each links the other."""
+    import argparse
+
+    from harness.commands.history import append_after_run
+    from reports.commands import cmd_report
+
+    folder = write_history(tmp_path / "runs", 1, seed=SEED)[0]
+    inputs = [str(p) for p in folder.iterdir() if p.suffix in (".json", ".jsonl")]
+    cmd_report(argparse.Namespace(results=inputs, out=str(folder)))
+    assert 'id="history-link"' not in (folder / "report.html").read_text(encoding="utf-8")
+    assert append_after_run(str(tmp_path / "h.sqlite"), folder) == 0
+    report = (folder / "report.html").read_text(encoding="utf-8")
+    assert '<a id="history-link" href="history/history.html">' in report
+    page = (folder / "history" / "history.html").read_text(encoding="utf-8")
+    assert '<a id="run-report" href="../report.html">' in page
+    assert "trends across commits" in capsys.readouterr().out

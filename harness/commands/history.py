@@ -109,16 +109,25 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def analysed_history(args: argparse.Namespace) -> list[Analysed]:
+    return analysed_series(_url(args), args.alpha, args.min_change, args.min_headroom_change)
+
+
+def analysed_series(
+    url: str,
+    alpha: float = ALPHA,
+    min_change: float = DEFAULT_MIN_CHANGE,
+    min_headroom_change: float = DEFAULT_MIN_HEADROOM_CHANGE,
+) -> list[Analysed]:
+    """Every series in the history at ``url``, with its steps."""
     from harness.history.series import analyse, load_series
     from harness.history.store import open_history
 
-    url = _url(args)
     engine = open_history(url)
     try:
         series = load_series(engine, url)
     finally:
         engine.dispose()
-    return analyse(series, alpha=args.alpha, min_change=args.min_change, min_headroom_change=args.min_headroom_change)
+    return analyse(series, alpha=alpha, min_change=min_change, min_headroom_change=min_headroom_change)
 
 
 def cmd_regressions(args: argparse.Namespace) -> int:
@@ -280,6 +289,32 @@ def append_after_run(history: str | None, out: Path) -> int:
         print(f"netharness: error: history not written ({exc}); the run's files are in {out}", file=sys.stderr)
         return 2
     print(f"netharness: history: {shown(url)}", flush=True)
+    return trend_page_after_run(url, out)
+
+
+TREND_FOLDER = "history"
+"""In a run's output folder: the trend page of the history the run was added to."""
+
+
+def trend_page_after_run(url: str, out: Path) -> int:
+    """Write the history's trend page into the run's folder and link it from the run's report.
+
+    0, or 2 with one line when it could not be made (the run and its history entry stand).
+    """
+    from harness.history.store import HistoryError, shown
+    from reports.html import link_trend_page
+    from reports.trend import write_trend_page
+
+    try:
+        report = out / "report.html"
+        page = write_trend_page(
+            analysed_series(url), out / TREND_FOLDER, source=shown(url), run_report=report if report.exists() else None
+        )
+    except (HistoryError, UsageError, OSError) as exc:
+        print(f"netharness: error: trend page not written ({exc}); the run is in the history", file=sys.stderr)
+        return 2
+    link_trend_page(report, page)
+    print(f"netharness: trends across commits: {page}", flush=True)
     return 0
 
 

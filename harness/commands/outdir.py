@@ -33,6 +33,7 @@ OUTPUTS = (
     "summary.md",
     "artifacts",
     "plots",
+    "history",
     *(f"{results}{suffix}" for results in ("conformance.jsonl", "benchmark-checks.jsonl") for suffix in QUARANTINES),
 )
 """What one run writes into its folder (the report's files, the results it was built from, and
