@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from harness.errors import UsageError
 from harness.history.series import Analysed
 from reports.atomic import write_file
 from reports.template import CSP, CSS
@@ -62,10 +63,22 @@ figure.trend { display: inline-block; margin: 0.4em 0.6em 0.8em 0; vertical-alig
 """
 
 
-def write_trend_page(analysed: list[Analysed], out: Path, *, source: str, run_report: Path | None = None) -> Path:
-    """``out/history.html``; ``run_report``: the report of the run it was written after, linked relatively."""
-    out.mkdir(parents=True, exist_ok=True)
+PAGE_MARK = "<title>netharness history</title>"
+"""What every trend page holds: a ``history.html`` without it is not one, and is never replaced."""
+
+
+def write_trend_page(
+    analysed: list[Analysed], out: Path, *, source: str, run_report: Path | None = None, force: bool = False
+) -> Path:
+    """``out/history.html``; ``run_report``: the report of the run it was written after, linked relatively.
+
+    An existing ``history.html`` that is not a trend page is someone else's file: refused
+    unless ``force``.
+    """
     page = out / "history.html"
+    if not force and page.is_file() and PAGE_MARK not in page.read_text(encoding="utf-8", errors="replace")[:4096]:
+        raise UsageError(f"{page} exists and is not a netharness trend page; choose another --out, or pass --force")
+    out.mkdir(parents=True, exist_ok=True)
     write_file(page, render_trend_page(analysed, out, source=source, run_report=run_report))
     return page
 

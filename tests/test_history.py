@@ -294,3 +294,19 @@ def test_a_run_s_report_and_the_trend_page_link_each_other_relatively(
     page = (folder / "history" / "history.html").read_text(encoding="utf-8")
     assert '<a id="run-report" href="../report.html">' in page
     assert "trends across commits" in capsys.readouterr().out
+
+
+def test_the_trend_page_never_replaces_a_file_of_the_user_s(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_history(tmp_path / "runs", 2, seed=SEED)
+    db = tmp_path / "h.sqlite"
+    assert main(["history", "import", str(tmp_path / "runs"), "--history", str(db)]) == 0
+    mine = tmp_path / "site" / "history.html"
+    mine.parent.mkdir()
+    mine.write_text("my own page")
+    assert main(["history", "report", "--out", str(mine.parent), "--history", str(db)]) == 2
+    assert "is not a netharness trend page" in one_line_error(capsys) and mine.read_text() == "my own page"
+    # A trend page is replaced by the next one; --force replaces anything.
+    assert main(["history", "report", "--out", str(tmp_path / "page"), "--history", str(db)]) == 0
+    assert main(["history", "report", "--out", str(tmp_path / "page"), "--history", str(db)]) == 0
+    assert main(["history", "report", "--out", str(mine.parent), "--history", str(db), "--force"]) == 0
+    assert "<title>netharness history</title>" in mine.read_text()

@@ -59,6 +59,9 @@ def add_history_command(subparsers: Any) -> None:
 
     report = sub.add_parser("report", help="write the trend page: one plot per benchmark and per check")
     report.add_argument("--out", default="netharness-history", metavar="DIR", help="(default: netharness-history)")
+    report.add_argument(
+        "--force", action="store_true", help="replace a history.html in DIR that is not a trend page (default: refuse)"
+    )
     add_history_option(report)
     add_detector_options(report)
     report.set_defaults(func=cmd_report)
@@ -170,7 +173,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     analysed = analysed_history(args)
     out = Path(args.out).absolute()
-    page = write_trend_page(analysed, out, source=shown(_url(args)))
+    page = write_trend_page(analysed, out, source=shown(_url(args)), force=args.force)
     print(f"netharness: {page}")
     return 0
 
